@@ -1,0 +1,258 @@
+"""The building blocks of the BERT encoder: embeddings, attention, the post-LN layer, the stack.
+
+Parameter names follow the original google-research/bert checkpoint (embeddings/word_embeddings,
+encoder/layer_N/attention/self/query, .../attention/output/LayerNorm, intermediate/dense, ...), so
+converters map names one to one and the original weight-decay exclusion ("LayerNorm", "bias")
+applies unchanged.
+
+Every parameter carries logical axis names and every large activation a logical sharding
+constraint; `bertjax.sharding` maps the names to mesh axes. Vocabulary:
+  params:      vocab, embed, mlp, heads, kv, layers (scan axis), position, segment, classes
+  activations: activation_batch, activation_length, activation_embed, activation_heads,
+               activation_kv, activation_mlp, activation_vocab
+
+Shape legend: B batch, S sequence length, H hidden size, N heads, D head size (H / N),
+F intermediate size, L layers, V vocab size.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bertjax.config import BertConfig
+
+LAYER_AXIS = "layers"
+
+
+def truncated_normal(stddev: float) -> Callable:
+    """BERT's initializer: normal with `stddev`, resampled outside 2 std (as TF's)."""
+    return jax.nn.initializers.truncated_normal(stddev=stddev, lower=-2.0, upper=2.0)
+
+
+def partitioned(init: Callable, axes: tuple[str | None, ...]) -> Callable:
+    return nn.with_logical_partitioning(init, axes)
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    if name == "gelu":  # the original's exact erf GELU
+        return lambda x: nn.gelu(x, approximate=False)
+    if name in ("gelu_new", "gelu_tanh"):
+        return lambda x: nn.gelu(x, approximate=True)
+    if name == "relu":
+        return nn.relu
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+def constrain(x: jax.Array, axes: tuple[str, ...]) -> jax.Array:
+    """Logical sharding constraint on an activation (a no-op outside a mesh)."""
+    return nn.with_logical_constraint(x, axes)
+
+
+BSH = ("activation_batch", "activation_length", "activation_embed")
+
+
+def layer_norm(config: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
+    """LayerNorm with the original's epsilon; statistics in fp32 with the two-pass variance.
+
+    flax's default `use_fast_variance` computes E[x^2] - E[x]^2, which loses digits against the
+    reference implementations at epsilon 1e-12; the two-pass form matches them to ~1e-6.
+    """
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps,
+        dtype=config.compute_dtype,
+        param_dtype=config.params_dtype,
+        use_fast_variance=False,
+        scale_init=partitioned(nn.initializers.ones, ("embed",)),
+        bias_init=partitioned(nn.initializers.zeros, ("embed",)),
+        name=name,
+    )
+
+
+def dense(config: BertConfig, features, axes: tuple, name: str, axis=-1) -> nn.DenseGeneral:
+    """A DenseGeneral with BERT's init and logical axes `axes` = kernel axes (in, ..., out)."""
+    feature_axes = axes[len(axes) - (len(features) if isinstance(features, tuple) else 1):]
+    return nn.DenseGeneral(
+        features=features,
+        axis=axis,
+        dtype=config.compute_dtype,
+        param_dtype=config.params_dtype,
+        kernel_init=partitioned(truncated_normal(config.initializer_range), axes),
+        bias_init=partitioned(nn.initializers.zeros, feature_axes),
+        name=name,
+    )
+
+
+class BertEmbeddings(nn.Module):
+    """word + segment + learned absolute position embeddings, then LayerNorm and dropout.
+
+    Inputs: input_ids, token_type_ids [B, S] int. Output [B, S, H].
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids, deterministic: bool):
+        cfg = self.config
+        init = truncated_normal(cfg.initializer_range)
+        embed = lambda num, axes, name: nn.Embed(  # noqa: E731
+            num, cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+            embedding_init=partitioned(init, axes), name=name)
+        seq_len = input_ids.shape[1]
+        words = embed(cfg.vocab_size, ("vocab", "embed"), "word_embeddings")(input_ids)
+        segments = embed(cfg.type_vocab_size, ("segment", "embed"), "token_type_embeddings")(
+            token_type_ids)
+        positions = embed(cfg.max_position_embeddings, ("position", "embed"),
+                          "position_embeddings")(jnp.arange(seq_len)[None, :])
+        x = words + segments + positions  # [B, S, H]
+        x = layer_norm(cfg)(x)
+        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        return constrain(x, BSH)
+
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product attention over the padding mask.
+
+    Algorithm: project the input to per-head queries, keys and values [B, S, N, D]; softmax of
+    q.k / sqrt(D) over keys, with padded keys masked out; probabilities dropped out in training
+    (per element, as the original); weighted sum of values. Inference (and attention dropout 0)
+    goes through `jax.nn.dot_product_attention`, which GPUs run as the cuDNN fused kernel; the
+    training path with attention dropout needs the probabilities explicitly, which the fused API
+    does not expose, so it uses flax's reference implementation.
+
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S] bool (True = attend). Output [B, S, N, D].
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden, mask, deterministic: bool):
+        cfg = self.config
+        heads = (cfg.num_attention_heads, cfg.head_size)
+        axes = ("embed", "heads", "kv")
+        q = dense(cfg, heads, axes, "query")(hidden)  # [B, S, N, D]
+        k = dense(cfg, heads, axes, "key")(hidden)
+        v = dense(cfg, heads, axes, "value")(hidden)
+        bsnd = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
+        q, k, v = (constrain(t, bsnd) for t in (q, k, v))
+        rate = cfg.attention_probs_dropout_prob
+        if deterministic or rate == 0.0:
+            context = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        else:
+            context = nn.dot_product_attention(
+                q, k, v, mask=mask, dropout_rng=self.make_rng("dropout"), dropout_rate=rate,
+                broadcast_dropout=False, deterministic=False, dtype=cfg.compute_dtype)
+        return constrain(context, bsnd)  # [B, S, N, D]
+
+
+class BertAttention(nn.Module):
+    """Self-attention, output projection, dropout, residual add, LayerNorm (post-LN)."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden, mask, deterministic: bool):
+        cfg = self.config
+        context = BertSelfAttention(cfg, name="self")(hidden, mask, deterministic)  # [B,S,N,D]
+        out = BertProjection(cfg, in_axes=("heads", "kv"), name="output")(
+            context, hidden, deterministic, axis=(-2, -1))
+        return out
+
+
+class BertProjection(nn.Module):
+    """dense -> dropout -> LayerNorm(x + residual): the `output` blocks of attention and FFN.
+
+    Input [B, S, ...in] (contracted over `axis`), residual [B, S, H]. Output [B, S, H].
+    """
+
+    config: BertConfig
+    in_axes: tuple[str, ...]
+
+    @nn.compact
+    def __call__(self, x, residual, deterministic: bool, axis=-1):
+        cfg = self.config
+        x = dense(cfg, cfg.hidden_size, (*self.in_axes, "embed"), "dense", axis=axis)(x)
+        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = layer_norm(cfg)(x + residual)
+        return constrain(x, BSH)
+
+
+class BertIntermediate(nn.Module):
+    """The FFN's expansion: dense H -> F and the activation. Output [B, S, F]."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        x = dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "dense")(x)
+        x = activation(cfg.hidden_act)(x)
+        return constrain(x, ("activation_batch", "activation_length", "activation_mlp"))
+
+
+class BertLayer(nn.Module):
+    """One post-LN Transformer layer: attention block, then the feed-forward block.
+
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S] bool. Output [B, S, H].
+
+    `scan_outputs` adapts the layer to nn.scan's (carry, y) convention: None returns the hidden
+    state; False returns (hidden, None); True returns (hidden, hidden) so the scan stacks every
+    layer's output.
+    """
+
+    config: BertConfig
+    scan_outputs: bool | None = None
+
+    @nn.compact
+    def __call__(self, hidden, mask, deterministic: bool):
+        cfg = self.config
+        attended = BertAttention(cfg, name="attention")(hidden, mask, deterministic)
+        expanded = BertIntermediate(cfg, name="intermediate")(attended)  # [B, S, F]
+        out = BertProjection(cfg, in_axes=("mlp",), name="output")(expanded, attended, deterministic)
+        if self.scan_outputs is None:
+            return out
+        return out, (out if self.scan_outputs else None)
+
+
+def _layer_class(config: BertConfig):
+    if not config.remat:
+        return BertLayer
+    policy = getattr(jax.checkpoint_policies, config.remat_policy)
+    # static_argnums counts `self` as 0: deterministic is argument 3.
+    return nn.remat(BertLayer, policy=policy, static_argnums=(3,))
+
+
+class BertEncoder(nn.Module):
+    """L BertLayers, either unrolled (params layer_0 ... layer_{L-1}) or as one nn.scan
+    (params stacked on a leading L axis under `layer`, logical axis "layers").
+
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S]. Returns (final [B, S, H], per-layer outputs
+    [L, B, S, H] or None when `output_hidden_states` is False).
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden, mask, deterministic: bool, output_hidden_states: bool = False):
+        cfg = self.config
+        layer_class = _layer_class(cfg)
+        if cfg.scan_layers:
+            scanned = nn.scan(
+                layer_class,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, nn.broadcast),
+                length=cfg.num_hidden_layers,
+                metadata_params={nn.PARTITION_NAME: LAYER_AXIS},
+            )
+            return scanned(cfg, scan_outputs=output_hidden_states, name="layer")(
+                hidden, mask, deterministic)
+        outputs = []
+        for i in range(cfg.num_hidden_layers):
+            hidden = layer_class(cfg, name=f"layer_{i}")(hidden, mask, deterministic)
+            outputs.append(hidden)
+        return hidden, (jnp.stack(outputs) if output_hidden_states else None)

@@ -1,0 +1,273 @@
+"""BERT models: the encoder with its pooler, the pretraining heads, and the task heads.
+
+    from bertjax import modeling
+    out = modeling.BertForPreTraining(config).apply(
+        {"params": params}, input_ids, token_type_ids, attention_mask,
+        masked_lm_positions=None, deterministic=True)
+    out["sequence_output"], out["pooled_output"], out["mlm_logits"], out["nsp_logits"]
+
+Param trees mirror the original checkpoint and HF: `BertModel` params are
+{embeddings, encoder, pooler}; every model with heads nests them under "bert" and adds its head
+(`cls` for pretraining, `classifier`, `qa_outputs`).
+
+Shape legend: B batch, S sequence length, H hidden size, V vocab size, P masked positions per
+sequence, C classes, L layers.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bertjax.config import BertConfig
+from bertjax.layers import (BertEmbeddings, BertEncoder, activation, constrain, dense,
+                            layer_norm, partitioned)
+
+
+# ---------------------------------------------------------------------------- input validation
+def _is_concrete(x) -> bool:
+    return x is not None and not isinstance(x, jax.core.Tracer)
+
+
+def _check_range(name: str, values, upper: int) -> None:
+    """Raises if a concrete integer tensor has values outside [0, upper).
+
+    JAX clamps out-of-range gather indices silently, so an id >= V would read the last embedding
+    row without any error; this is the boundary where bad ids are caught.
+    """
+    if not _is_concrete(values):
+        return
+    array = np.asarray(values)
+    if array.size == 0:
+        return
+    low, high = array.min(), array.max()
+    if low < 0 or high >= upper:
+        bad = int(high) if high >= upper else int(low)
+        where = tuple(int(i) for i in np.argwhere(array == bad)[0])
+        raise ValueError(f"{name} has value {bad} at index {where}; expected 0 <= {name} < {upper}")
+
+
+def validate_inputs(config: BertConfig, input_ids, token_type_ids=None, attention_mask=None,
+                    masked_lm_positions=None) -> None:
+    """Checks shapes always and values when they are concrete (not under jit).
+
+    Raises ValueError naming the tensor and the offending value or shape.
+    """
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be [B, S]; got shape {tuple(input_ids.shape)}")
+    batch, seq_len = input_ids.shape
+    if seq_len > config.max_position_embeddings:
+        raise ValueError(f"input_ids has sequence length {seq_len} > max_position_embeddings "
+                         f"{config.max_position_embeddings}")
+    for name, tensor in (("token_type_ids", token_type_ids), ("attention_mask", attention_mask)):
+        if tensor is not None and tuple(tensor.shape) != (batch, seq_len):
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}; input_ids has "
+                             f"{(batch, seq_len)}")
+    if masked_lm_positions is not None and (masked_lm_positions.ndim != 2
+                                            or masked_lm_positions.shape[0] != batch):
+        raise ValueError(f"masked_lm_positions must be [B={batch}, P]; got shape "
+                         f"{tuple(masked_lm_positions.shape)}")
+    _check_range("input_ids", input_ids, config.vocab_size)
+    _check_range("token_type_ids", token_type_ids, config.type_vocab_size)
+    _check_range("attention_mask", attention_mask, 2)
+    _check_range("masked_lm_positions", masked_lm_positions, seq_len)
+
+
+# ---------------------------------------------------------------------------- the encoder
+class BertModel(nn.Module):
+    """Embeddings, L post-LN Transformer layers and the tanh pooler on [CLS].
+
+    Inputs: input_ids [B, S] int; token_type_ids [B, S] (default zeros); attention_mask [B, S]
+    (1 = real token, 0 = padding; default ones).
+    Returns a dict: sequence_output [B, S, H], pooled_output [B, H], and with
+    `output_hidden_states` also hidden_states [L + 1, B, S, H] (embedding output, then each layer),
+    which feature-based use reads (e.g. the concatenation of the last four layers).
+    """
+
+    config: BertConfig
+    add_pooling_layer: bool = True
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids=None, attention_mask=None, *,
+                 deterministic: bool = True, output_hidden_states: bool = False):
+        cfg = self.config
+        validate_inputs(cfg, input_ids, token_type_ids, attention_mask)
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        embedded = BertEmbeddings(cfg, name="embeddings")(input_ids, token_type_ids, deterministic)
+        mask = attention_mask.astype(bool)[:, None, None, :]  # [B, 1, 1, S]: keys to attend
+        sequence_output, layer_outputs = BertEncoder(cfg, name="encoder")(
+            embedded, mask, deterministic, output_hidden_states)
+        out = {"sequence_output": sequence_output}
+        if self.add_pooling_layer:
+            out["pooled_output"] = BertPooler(cfg, name="pooler")(sequence_output)
+        if output_hidden_states:
+            out["hidden_states"] = jnp.concatenate([embedded[None], layer_outputs], axis=0)
+        return out
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(hidden state of [CLS])). Input [B, S, H]; output [B, H]."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, sequence_output):
+        first_token = sequence_output[:, 0]  # [B, H]
+        pooled = dense(self.config, self.config.hidden_size, ("embed", "mlp"), "dense")(first_token)
+        return jnp.tanh(pooled)
+
+
+# ---------------------------------------------------------------------------- pretraining
+def gather_positions(sequence: jax.Array, positions: jax.Array) -> jax.Array:
+    """Rows of `sequence` [B, S, H] at `positions` [B, P] -> [B, P, H] (the original's
+    gather_indexes)."""
+    return jnp.take_along_axis(sequence, positions[..., None].astype(jnp.int32), axis=1)
+
+
+class BertMLMHead(nn.Module):
+    """Masked-LM head: dense + activation + LayerNorm transform, then the decoder tied to the
+    word embeddings plus an output bias.
+
+    Inputs: hidden [B, P, H] (or [B, S, H]); word_embeddings [V, H]. Output logits [B, P, V] fp32.
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden, word_embeddings):
+        cfg = self.config
+        transform = _MLMTransform(cfg, name="transform")(hidden)  # [B, P, H]
+        logits = jnp.einsum("bph,vh->bpv", transform, word_embeddings.astype(cfg.compute_dtype))
+        bias = self.param("output_bias", partitioned(nn.initializers.zeros, ("vocab",)),
+                          (cfg.vocab_size,), cfg.params_dtype)
+        logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
+        return constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+
+
+class _MLMTransform(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden):
+        cfg = self.config
+        x = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "dense")(hidden)
+        x = activation(cfg.hidden_act)(x)
+        return layer_norm(cfg)(x)
+
+
+class _Predictions(nn.Module):
+    """Named `cls` in the param tree, holding `predictions` and `seq_relationship` as the
+    original checkpoint does."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, masked_hidden, word_embeddings, pooled_output):
+        mlm_logits = BertMLMHead(self.config, name="predictions")(masked_hidden, word_embeddings)
+        nsp_logits = dense(self.config, 2, ("embed", "classes"), "seq_relationship")(pooled_output)
+        return mlm_logits, nsp_logits.astype(jnp.float32)
+
+
+class BertForPreTraining(nn.Module):
+    """BertModel with the masked-LM and next-sentence-prediction heads.
+
+    Inputs as BertModel, plus masked_lm_positions [B, P] int or None. With positions, the MLM head
+    runs only at those positions (the original's gather, which skips the V-wide projection at the
+    unmasked tokens); with None, at every position.
+    Returns BertModel's dict plus mlm_logits [B, P, V] (or [B, S, V]) and nsp_logits [B, 2], fp32.
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids=None, attention_mask=None,
+                 masked_lm_positions=None, *, deterministic: bool = True,
+                 output_hidden_states: bool = False):
+        validate_inputs(self.config, input_ids, token_type_ids, attention_mask,
+                        masked_lm_positions)
+        bert = BertModel(self.config, name="bert")
+        out = bert(input_ids, token_type_ids, attention_mask, deterministic=deterministic,
+                   output_hidden_states=output_hidden_states)
+        hidden = out["sequence_output"]
+        if masked_lm_positions is not None:
+            hidden = gather_positions(hidden, masked_lm_positions)  # [B, P, H]
+        word_embeddings = bert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+        word_embeddings = nn.meta.unbox(word_embeddings)
+        out["mlm_logits"], out["nsp_logits"] = _Predictions(self.config, name="cls")(
+            hidden, word_embeddings, out["pooled_output"])
+        return out
+
+
+# ---------------------------------------------------------------------------- task heads
+class BertForSequenceClassification(nn.Module):
+    """Pooled output -> dropout -> dense C (C = 1 for regression such as STS-B).
+
+    Returns BertModel's dict plus logits [B, C] fp32.
+    """
+
+    config: BertConfig
+    num_labels: int
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids=None, attention_mask=None, *,
+                 deterministic: bool = True, output_hidden_states: bool = False):
+        cfg = self.config
+        out = BertModel(cfg, name="bert")(input_ids, token_type_ids, attention_mask,
+                                          deterministic=deterministic,
+                                          output_hidden_states=output_hidden_states)
+        pooled = nn.Dropout(cfg.hidden_dropout_prob)(out["pooled_output"],
+                                                     deterministic=deterministic)
+        logits = dense(cfg, self.num_labels, ("embed", "classes"), "classifier")(pooled)
+        out["logits"] = logits.astype(jnp.float32)
+        return out
+
+
+class BertForTokenClassification(nn.Module):
+    """Sequence output -> dropout -> dense C per token. Returns logits [B, S, C] fp32."""
+
+    config: BertConfig
+    num_labels: int
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids=None, attention_mask=None, *,
+                 deterministic: bool = True):
+        cfg = self.config
+        out = BertModel(cfg, add_pooling_layer=False, name="bert")(
+            input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+        hidden = nn.Dropout(cfg.hidden_dropout_prob)(out["sequence_output"],
+                                                     deterministic=deterministic)
+        logits = dense(cfg, self.num_labels, ("embed", "classes"), "classifier")(hidden)
+        out["logits"] = constrain(logits.astype(jnp.float32),
+                                  ("activation_batch", "activation_length", None))
+        return out
+
+
+class BertForQuestionAnswering(nn.Module):
+    """Sequence output -> dense 2 -> start and end logits (SQuAD span extraction).
+
+    Returns start_logits, end_logits [B, S] fp32.
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids=None, attention_mask=None, *,
+                 deterministic: bool = True):
+        cfg = self.config
+        out = BertModel(cfg, add_pooling_layer=False, name="bert")(
+            input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+        logits = dense(cfg, 2, ("embed", "classes"), "qa_outputs")(out["sequence_output"])
+        logits = logits.astype(jnp.float32)  # [B, S, 2]
+        out["start_logits"], out["end_logits"] = logits[..., 0], logits[..., 1]
+        return out
+
+
+def dummy_inputs(batch_size: int = 1, seq_len: int = 8) -> tuple[jax.Array, ...]:
+    """Zero ids/segments and an all-ones mask [B, S], for `init` and `jax.eval_shape`."""
+    ids = jnp.zeros((batch_size, seq_len), jnp.int32)
+    return ids, ids, jnp.ones_like(ids)
