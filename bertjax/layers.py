@@ -72,18 +72,40 @@ def layer_norm(config: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
     )
 
 
-def dense(config: BertConfig, features, axes: tuple, name: str, axis=-1) -> nn.DenseGeneral:
-    """A DenseGeneral with BERT's init and logical axes `axes` = kernel axes (in, ..., out)."""
-    feature_axes = axes[len(axes) - (len(features) if isinstance(features, tuple) else 1):]
-    return nn.DenseGeneral(
-        features=features,
-        axis=axis,
-        dtype=config.compute_dtype,
-        param_dtype=config.params_dtype,
-        kernel_init=partitioned(truncated_normal(config.initializer_range), axes),
-        bias_init=partitioned(nn.initializers.zeros, feature_axes),
-        name=name,
-    )
+class Dense(nn.Module):
+    """y = x . kernel + bias, contracting the trailing `num_in_dims` axes of x.
+
+    Like nn.DenseGeneral, but the kernel is created in its final shape (in..., out...), so its
+    logical axis names always match its rank; DenseGeneral initialises a flat 2-D kernel and
+    reshapes it, which breaks logical constraints under an active mesh.
+    Kernel [*in, *out] with logical axes `axes`; bias [*out].
+    """
+
+    features: tuple[int, ...]
+    axes: tuple[str | None, ...]
+    num_in_dims: int
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        in_shape = x.shape[x.ndim - self.num_in_dims:]
+        kernel = self.param("kernel", partitioned(truncated_normal(cfg.initializer_range),
+                                                  self.axes),
+                            (*in_shape, *self.features), cfg.params_dtype)
+        bias = self.param("bias", partitioned(nn.initializers.zeros,
+                                              self.axes[self.num_in_dims:]),
+                          self.features, cfg.params_dtype)
+        x, kernel, bias = (t.astype(cfg.compute_dtype) for t in (x, kernel, bias))
+        contract = tuple(range(x.ndim - self.num_in_dims, x.ndim))
+        y = jax.lax.dot_general(x, kernel, ((contract, tuple(range(self.num_in_dims))), ((), ())))
+        return y + bias
+
+
+def dense(config: BertConfig, features, axes: tuple, name: str, num_in_dims: int = 1) -> Dense:
+    """A Dense with BERT's init; `axes` names the kernel's axes (in..., out...)."""
+    features = tuple(features) if isinstance(features, tuple) else (features,)
+    return Dense(features, axes, num_in_dims, config, name=name)
 
 
 class BertEmbeddings(nn.Module):
@@ -159,7 +181,7 @@ class BertAttention(nn.Module):
         cfg = self.config
         context = BertSelfAttention(cfg, name="self")(hidden, mask, deterministic)  # [B,S,N,D]
         out = BertProjection(cfg, in_axes=("heads", "kv"), name="output")(
-            context, hidden, deterministic, axis=(-2, -1))
+            context, hidden, deterministic, num_in_dims=2)
         return out
 
 
@@ -173,9 +195,9 @@ class BertProjection(nn.Module):
     in_axes: tuple[str, ...]
 
     @nn.compact
-    def __call__(self, x, residual, deterministic: bool, axis=-1):
+    def __call__(self, x, residual, deterministic: bool, num_in_dims: int = 1):
         cfg = self.config
-        x = dense(cfg, cfg.hidden_size, (*self.in_axes, "embed"), "dense", axis=axis)(x)
+        x = dense(cfg, cfg.hidden_size, (*self.in_axes, "embed"), "dense", num_in_dims)(x)
         x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         x = layer_norm(cfg)(x + residual)
         return constrain(x, BSH)

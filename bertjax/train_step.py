@@ -58,18 +58,20 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, s
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                           nonfinite_step=jnp.full((), -1, jnp.int32))
 
-    with jax.set_mesh(mesh), sharding.axis_rules():
-        boxed = jax.eval_shape(init_params, rng)
-        param_shardings = sharding.param_shardings(boxed, mesh)
-        abstract = jax.eval_shape(init_fn, rng)
-        replicated = NamedSharding(mesh, P())
-        state_shardings = TrainState(
-            step=replicated,
-            params=param_shardings,
-            opt_state=sharding.follow_params(abstract.opt_state, abstract.params, param_shardings,
-                                             mesh),
-            nonfinite_step=replicated)
-        state = jax.jit(init_fn, out_shardings=state_shardings)(rng)
+    # Traced outside the mesh context on purpose: flax initialises DenseGeneral kernels flat and
+    # reshapes them, and a logical constraint on the flat kernel would fail under an active mesh.
+    # The out_shardings alone place every shard.
+    boxed = jax.eval_shape(init_params, rng)
+    param_shardings = sharding.param_shardings(boxed, mesh)
+    abstract = jax.eval_shape(init_fn, rng)
+    replicated = NamedSharding(mesh, P())
+    state_shardings = TrainState(
+        step=replicated,
+        params=param_shardings,
+        opt_state=sharding.follow_params(abstract.opt_state, abstract.params, param_shardings,
+                                         mesh),
+        nonfinite_step=replicated)
+    state = jax.jit(init_fn, out_shardings=state_shardings)(rng)
     return state, state_shardings
 
 
