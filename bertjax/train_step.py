@@ -6,8 +6,9 @@ batches and logs. A train step:
      lax.scan. Each microbatch's loss is normalised by the WHOLE batch's denominators (sum of
      masked_lm_weights, number of sequences), so the accumulated gradient equals the large-batch
      gradient exactly, not an average of per-microbatch means;
-  2. draws dropout randomness from fold_in(seed, step) (and the microbatch index), so a resumed
-     run repeats an uninterrupted one bit for bit;
+  2. draws dropout randomness from fold_in(state.rng, step) (and the microbatch index), so a
+     resumed run repeats an uninterrupted one bit for bit, and vmapped states with different
+     keys run different seeds in one program;
   3. applies the optax transformation (clipping, schedule, update rule);
   4. guards against non-finite losses: the update is dropped in-graph and the first bad step is
      recorded in the state, for the host to report ("stop") or to count ("skip").
@@ -29,13 +30,20 @@ from bertjax import losses, modeling, sharding
 
 @flax.struct.dataclass
 class TrainState:
-    """step: updates applied so far (also the data position); nonfinite_step: the first step
-    whose loss or gradient norm was not finite, -1 if none."""
+    """step: updates applied so far (also the data position); rng: the base PRNG key (uint32[2])
+    of dropout, which draws from fold_in(rng, step); nonfinite_step: the first step whose loss or
+    gradient norm was not finite, -1 if none. Everything a resumed run needs is here."""
 
     step: jax.Array
     params: Any
     opt_state: Any
+    rng: jax.Array
     nonfinite_step: jax.Array
+
+
+def dropout_key(seed: int) -> jax.Array:
+    """The base dropout key of a run seeded with `seed` (independent of the params' key)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 0x0D120)
 
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, seed: int,
@@ -56,7 +64,7 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, s
     def init_fn(rng):
         params = nn.meta.unbox(init_params(rng))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                          nonfinite_step=jnp.full((), -1, jnp.int32))
+                          rng=dropout_key(seed), nonfinite_step=jnp.full((), -1, jnp.int32))
 
     # Traced outside the mesh context on purpose: flax initialises DenseGeneral kernels flat and
     # reshapes them, and a logical constraint on the flat kernel would fail under an active mesh.
@@ -70,6 +78,7 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, s
         params=param_shardings,
         opt_state=sharding.follow_params(abstract.opt_state, abstract.params, param_shardings,
                                          mesh),
+        rng=replicated,
         nonfinite_step=replicated)
     state = jax.jit(init_fn, out_shardings=state_shardings)(rng)
     return state, state_shardings
@@ -98,7 +107,7 @@ def _pretraining_forward(model, params, batch, rng, deterministic):
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    schedule: Callable[[jax.Array], jax.Array], *, seed: int,
+                    schedule: Callable[[jax.Array], jax.Array], *,
                     grad_accum_steps: int = 1, nan_policy: str = "stop",
                     forward: Callable = _pretraining_forward,
                     loss_sums: Callable = losses.pretraining_sums):
@@ -112,7 +121,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         raise ValueError(f"nan_policy={nan_policy!r}; expected 'stop' or 'skip'")
 
     def train_step(state: TrainState, batch: dict):
-        step_rng = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
+        step_rng = jax.random.fold_in(state.rng, state.step)
         # Denominators of the whole batch: see the module docstring.
         denominators = _denominators(batch, loss_sums, model, state.params, forward)
 
@@ -151,6 +160,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
             step=state.step + 1,
             params=select(new_params, state.params),
             opt_state=select(new_opt_state, state.opt_state),
+            rng=state.rng,
             nonfinite_step=jnp.where(~already_bad & ~finite, state.step, state.nonfinite_step))
         metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
                    "nonfinite": (~finite).astype(jnp.float32)}
