@@ -76,6 +76,8 @@ def _reinit_scanned_layers(
         raise ValueError(f"scanned encoder/layer leaves disagree on the layer axis: {leading_sizes}")
     (num_layers,) = leading_sizes
     _check_count(num_layers_to_reinit, num_layers)
+    if not num_layers_to_reinit:
+        return stacked
     first = num_layers - num_layers_to_reinit
 
     def replace_top(key_path, leaf):
@@ -110,13 +112,9 @@ def _reinit_bert(
     new_bert = dict(bert)
     if "layer" in encoder:
         new_encoder = dict(encoder)
-        if num_layers_to_reinit:
-            new_encoder["layer"] = _reinit_scanned_layers(
-                encoder["layer"], num_layers_to_reinit, rng, initializer_range
-            )
-        else:
-            _reinit_scanned_layers(encoder["layer"], 0, rng, initializer_range)  # validates only
-            new_encoder["layer"] = encoder["layer"]
+        new_encoder["layer"] = _reinit_scanned_layers(
+            encoder["layer"], num_layers_to_reinit, rng, initializer_range
+        )
     else:
         layer_indices = {}
         for key in encoder:
@@ -167,7 +165,9 @@ def reinit_top_layers(
       reinit_pooler: also re-initialise pooler/dense (Zhang et al. always do).
 
     Returns:
-      A new param tree of the same structure; untouched leaves are the very same arrays.
+      A new param tree of the same structure; untouched leaves are the very same arrays. The new
+      leaves are not sharded: call this before placing the params on the mesh (or device_put the
+      result with the params' shardings).
 
     Raises:
       ValueError: if the tree is not a BERT param tree, k is out of range, or the pooler is asked
