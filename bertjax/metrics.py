@@ -32,95 +32,95 @@ from absl import logging
 
 
 def _as_paired_1d(predictions, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
-  predictions = np.asarray(predictions)
-  labels = np.asarray(labels)
-  if predictions.ndim != 1 or labels.ndim != 1:
-    raise ValueError(
-        f"{name}: predictions and labels must be 1-D [N] arrays (take the argmax of logits "
-        f"first); got shapes {predictions.shape} and {labels.shape}.")
-  if predictions.shape != labels.shape:
-    raise ValueError(f"{name}: predictions {predictions.shape} and labels {labels.shape} "
-                     "differ in length.")
-  if predictions.size == 0:
-    raise ValueError(f"{name}: no examples to score.")
-  return predictions, labels
+    predictions = np.asarray(predictions)
+    labels = np.asarray(labels)
+    if predictions.ndim != 1 or labels.ndim != 1:
+        raise ValueError(
+            f"{name}: predictions and labels must be 1-D [N] arrays (take the argmax of logits "
+            f"first); got shapes {predictions.shape} and {labels.shape}.")
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{name}: predictions {predictions.shape} and labels {labels.shape} "
+                         "differ in length.")
+    if predictions.size == 0:
+        raise ValueError(f"{name}: no examples to score.")
+    return predictions, labels
 
 
 def accuracy(predictions, labels) -> float:
-  """Fraction of predictions [N] equal to labels [N]."""
-  predictions, labels = _as_paired_1d(predictions, labels, "accuracy")
-  return float(np.mean(predictions == labels))
+    """Fraction of predictions [N] equal to labels [N]."""
+    predictions, labels = _as_paired_1d(predictions, labels, "accuracy")
+    return float(np.mean(predictions == labels))
 
 
 def f1(predictions, labels, positive_label: int = 1) -> float:
-  """Binary F1 of `positive_label` (sklearn's f1_score with average="binary").
+    """Binary F1 of `positive_label` (sklearn's f1_score with average="binary").
 
-  F1 = 2 TP / (2 TP + FP + FN); 0.0 when there is neither a positive prediction nor a positive
-  label (sklearn's zero_division default).
-  """
-  predictions, labels = _as_paired_1d(predictions, labels, "f1")
-  predicted_positive = predictions == positive_label
-  actual_positive = labels == positive_label
-  true_positives = np.sum(predicted_positive & actual_positive)
-  denominator = np.sum(predicted_positive) + np.sum(actual_positive)
-  return float(2 * true_positives / denominator) if denominator else 0.0
+    F1 = 2 TP / (2 TP + FP + FN); 0.0 when there is neither a positive prediction nor a positive
+    label (sklearn's zero_division default).
+    """
+    predictions, labels = _as_paired_1d(predictions, labels, "f1")
+    predicted_positive = predictions == positive_label
+    actual_positive = labels == positive_label
+    true_positives = np.sum(predicted_positive & actual_positive)
+    denominator = np.sum(predicted_positive) + np.sum(actual_positive)
+    return float(2 * true_positives / denominator) if denominator else 0.0
 
 
 def matthews_corrcoef(predictions, labels) -> float:
-  """Matthews correlation coefficient, multiclass form (Gorodkin 2004), as sklearn computes it.
+    """Matthews correlation coefficient, multiclass form (Gorodkin 2004), as sklearn computes it.
 
-  MCC = (c s - sum_k p_k t_k) / sqrt((s^2 - sum_k p_k^2) (s^2 - sum_k t_k^2)) with s samples,
-  c correct, p_k / t_k the predicted / true counts of class k. Constant predictions (or constant
-  labels) make the denominator zero; the result is then 0.0, which is why the CoLA majority-class
-  baseline scores MCC 0.
-  """
-  predictions, labels = _as_paired_1d(predictions, labels, "matthews_corrcoef")
-  classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
-  true_ids, predicted_ids = encoded[:labels.size], encoded[labels.size:]
-  num_classes = classes.size
-  true_counts = np.bincount(true_ids, minlength=num_classes).astype(np.float64)
-  predicted_counts = np.bincount(predicted_ids, minlength=num_classes).astype(np.float64)
-  num_correct = float(np.sum(true_ids == predicted_ids))
-  num_samples = float(labels.size)
-  covariance_true_pred = num_correct * num_samples - np.dot(true_counts, predicted_counts)
-  covariance_pred_pred = num_samples**2 - np.dot(predicted_counts, predicted_counts)
-  covariance_true_true = num_samples**2 - np.dot(true_counts, true_counts)
-  if covariance_pred_pred * covariance_true_true == 0:
-    return 0.0
-  return float(covariance_true_pred / np.sqrt(covariance_true_true * covariance_pred_pred))
+    MCC = (c s - sum_k p_k t_k) / sqrt((s^2 - sum_k p_k^2) (s^2 - sum_k t_k^2)) with s samples,
+    c correct, p_k / t_k the predicted / true counts of class k. Constant predictions (or constant
+    labels) make the denominator zero; the result is then 0.0, which is why the CoLA majority-class
+    baseline scores MCC 0.
+    """
+    predictions, labels = _as_paired_1d(predictions, labels, "matthews_corrcoef")
+    classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+    true_ids, predicted_ids = encoded[:labels.size], encoded[labels.size:]
+    num_classes = classes.size
+    true_counts = np.bincount(true_ids, minlength=num_classes).astype(np.float64)
+    predicted_counts = np.bincount(predicted_ids, minlength=num_classes).astype(np.float64)
+    num_correct = float(np.sum(true_ids == predicted_ids))
+    num_samples = float(labels.size)
+    covariance_true_pred = num_correct * num_samples - np.dot(true_counts, predicted_counts)
+    covariance_pred_pred = num_samples**2 - np.dot(predicted_counts, predicted_counts)
+    covariance_true_true = num_samples**2 - np.dot(true_counts, true_counts)
+    if covariance_pred_pred * covariance_true_true == 0:
+        return 0.0
+    return float(covariance_true_pred / np.sqrt(covariance_true_true * covariance_pred_pred))
 
 
 def pearson(predictions, labels) -> float:
-  """Pearson correlation of predictions [N] and labels [N]; NaN when either is constant."""
-  predictions, labels = _as_paired_1d(predictions, labels, "pearson")
-  x = predictions.astype(np.float64) - np.mean(predictions, dtype=np.float64)
-  y = labels.astype(np.float64) - np.mean(labels, dtype=np.float64)
-  # Normalise before multiplying (as scipy does) so large scores cannot overflow.
-  x_norm, y_norm = np.linalg.norm(x), np.linalg.norm(y)
-  if x_norm == 0 or y_norm == 0:
-    return float("nan")
-  correlation = float(np.dot(x / x_norm, y / y_norm))
-  return max(-1.0, min(1.0, correlation))
+    """Pearson correlation of predictions [N] and labels [N]; NaN when either is constant."""
+    predictions, labels = _as_paired_1d(predictions, labels, "pearson")
+    x = predictions.astype(np.float64) - np.mean(predictions, dtype=np.float64)
+    y = labels.astype(np.float64) - np.mean(labels, dtype=np.float64)
+    # Normalise before multiplying (as scipy does) so large scores cannot overflow.
+    x_norm, y_norm = np.linalg.norm(x), np.linalg.norm(y)
+    if x_norm == 0 or y_norm == 0:
+        return float("nan")
+    correlation = float(np.dot(x / x_norm, y / y_norm))
+    return max(-1.0, min(1.0, correlation))
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
-  """Ranks 1..N, ties sharing the mean of their ranks (scipy.stats.rankdata "average")."""
-  order = np.argsort(values, kind="mergesort")
-  sorted_values = values[order]
-  is_new_value = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
-  group_of_sorted = np.cumsum(is_new_value) - 1
-  group_starts = np.flatnonzero(is_new_value)
-  group_ends = np.concatenate([group_starts[1:], [values.size]])
-  group_mean_rank = (group_starts + 1 + group_ends) / 2.0  # mean of ranks start+1 .. end
-  ranks = np.empty(values.size, dtype=np.float64)
-  ranks[order] = group_mean_rank[group_of_sorted]
-  return ranks
+    """Ranks 1..N, ties sharing the mean of their ranks (scipy.stats.rankdata "average")."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    is_new_value = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
+    group_of_sorted = np.cumsum(is_new_value) - 1
+    group_starts = np.flatnonzero(is_new_value)
+    group_ends = np.concatenate([group_starts[1:], [values.size]])
+    group_mean_rank = (group_starts + 1 + group_ends) / 2.0  # mean of ranks start+1 .. end
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = group_mean_rank[group_of_sorted]
+    return ranks
 
 
 def spearman(predictions, labels) -> float:
-  """Spearman rank correlation: Pearson of the average ranks; NaN when either is constant."""
-  predictions, labels = _as_paired_1d(predictions, labels, "spearman")
-  return pearson(_average_ranks(predictions), _average_ranks(labels))
+    """Spearman rank correlation: Pearson of the average ranks; NaN when either is constant."""
+    predictions, labels = _as_paired_1d(predictions, labels, "spearman")
+    return pearson(_average_ranks(predictions), _average_ranks(labels))
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,27 +150,28 @@ _METRIC_FUNCTIONS = {
 
 
 def glue_metrics(task: str, predictions, labels, weights=None) -> dict[str, float]:
-  """The official GLUE metric(s) of `task` as a dict of fractions.
+    """The official GLUE metric(s) of `task` as a dict of fractions.
 
-  Args:
-    task: one of GLUE_TASK_METRICS ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli",
-      "rte", "wnli"). For MNLI call once per dev set (matched, mismatched).
-    predictions: [N] predicted class ids, or predicted scores for STS-B.
-    labels: [N] gold class ids, or gold scores (0-5) for STS-B.
-    weights: optional [N]; rows with weight 0 (the padding of a fixed-size final eval batch) are
-      left out, so no example is dropped or counted twice.
-  """
-  if task not in GLUE_TASK_METRICS:
-    raise ValueError(f"Unknown GLUE task {task!r}; expected one of {sorted(GLUE_TASK_METRICS)}.")
-  predictions, labels = np.asarray(predictions), np.asarray(labels)
-  if weights is not None:
-    weights = np.asarray(weights)
-    if weights.shape != labels.shape:
-      raise ValueError(f"glue_metrics({task}): weights {weights.shape} do not match labels "
-                       f"{labels.shape}.")
-    keep = weights > 0
-    predictions, labels = predictions[keep], labels[keep]
-  return {name: _METRIC_FUNCTIONS[name](predictions, labels) for name in GLUE_TASK_METRICS[task]}
+    Args:
+      task: one of GLUE_TASK_METRICS ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli",
+        "rte", "wnli"). For MNLI call once per dev set (matched, mismatched).
+      predictions: [N] predicted class ids, or predicted scores for STS-B.
+      labels: [N] gold class ids, or gold scores (0-5) for STS-B.
+      weights: optional [N]; rows with weight 0 (the padding of a fixed-size final eval batch) are
+        left out, so no example is dropped or counted twice.
+    """
+    if task not in GLUE_TASK_METRICS:
+        raise ValueError(
+            f"Unknown GLUE task {task!r}; expected one of {sorted(GLUE_TASK_METRICS)}.")
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if weights is not None:
+        weights = np.asarray(weights)
+        if weights.shape != labels.shape:
+            raise ValueError(f"glue_metrics({task}): weights {weights.shape} do not match labels "
+                             f"{labels.shape}.")
+        keep = weights > 0
+        predictions, labels = predictions[keep], labels[keep]
+    return {name: _METRIC_FUNCTIONS[name](predictions, labels) for name in GLUE_TASK_METRICS[task]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,69 +180,71 @@ def glue_metrics(task: str, predictions, labels, weights=None) -> dict[str, floa
 
 
 def _normalize_answer_v1(text: str) -> str:
-  """Lower text and remove punctuation, articles and extra whitespace (evaluate-v1.1.py)."""
-  text = text.lower()
-  exclude = set(string.punctuation)
-  text = "".join(ch for ch in text if ch not in exclude)
-  text = re.sub(r"\b(a|an|the)\b", " ", text)
-  return " ".join(text.split())
+    """Lower text and remove punctuation, articles and extra whitespace (evaluate-v1.1.py)."""
+    text = text.lower()
+    exclude = set(string.punctuation)
+    text = "".join(ch for ch in text if ch not in exclude)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
 
 
 def _f1_v1(prediction: str, ground_truth: str) -> float:
-  prediction_tokens = _normalize_answer_v1(prediction).split()
-  ground_truth_tokens = _normalize_answer_v1(ground_truth).split()
-  common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
-  num_same = sum(common.values())
-  if num_same == 0:
-    return 0
-  precision = 1.0 * num_same / len(prediction_tokens)
-  recall = 1.0 * num_same / len(ground_truth_tokens)
-  return (2 * precision * recall) / (precision + recall)
+    prediction_tokens = _normalize_answer_v1(prediction).split()
+    ground_truth_tokens = _normalize_answer_v1(ground_truth).split()
+    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
 
 
 def _exact_match_v1(prediction: str, ground_truth: str) -> bool:
-  return _normalize_answer_v1(prediction) == _normalize_answer_v1(ground_truth)
+    return _normalize_answer_v1(prediction) == _normalize_answer_v1(ground_truth)
 
 
 def _iterate_qas(dataset: Sequence[Mapping]) -> Iterable[Mapping]:
-  for article_index, article in enumerate(dataset):
-    if "paragraphs" not in article:
-      raise ValueError(f"SQuAD dataset article {article_index} has no 'paragraphs' field; pass "
-                       "the list under the official JSON's 'data' key.")
-    for paragraph in article["paragraphs"]:
-      yield from paragraph["qas"]
+    for article_index, article in enumerate(dataset):
+        if "paragraphs" not in article:
+            raise ValueError(
+                f"SQuAD dataset article {article_index} has no 'paragraphs' field; pass the "
+                "list under the official JSON's 'data' key.")
+        for paragraph in article["paragraphs"]:
+            yield from paragraph["qas"]
 
 
 def squad_v1(dataset: Sequence[Mapping], predictions: Mapping[str, str]) -> dict[str, float]:
-  """SQuAD v1.1 exact match and F1 in percent, exactly as the official evaluate-v1.1.py.
+    """SQuAD v1.1 exact match and F1 in percent, exactly as the official evaluate-v1.1.py.
 
-  Args:
-    dataset: the list under "data" of the official JSON (articles -> paragraphs -> qas).
-    predictions: question id -> predicted answer text.
+    Args:
+      dataset: the list under "data" of the official JSON (articles -> paragraphs -> qas).
+      predictions: question id -> predicted answer text.
 
-  Each question scores its maximum over the gold answers; an unanswered question scores 0 and
-  still counts in the denominator (the official script logs it and moves on; so do we).
-  """
-  exact_match = f1_total = total = 0
-  unanswered = []
-  for qa in _iterate_qas(dataset):
-    total += 1
-    if qa["id"] not in predictions:
-      unanswered.append(qa["id"])
-      continue
-    ground_truths = [answer["text"] for answer in qa["answers"]]
-    if not ground_truths:
-      raise ValueError(f"SQuAD v1.1 question {qa['id']!r} has no gold answers; v1.1 questions "
-                       "always have one (is this a v2.0 file? use squad_v2).")
-    prediction = predictions[qa["id"]]
-    exact_match += max(_exact_match_v1(prediction, truth) for truth in ground_truths)
-    f1_total += max(_f1_v1(prediction, truth) for truth in ground_truths)
-  if unanswered:
-    logging.warning("SQuAD v1.1: %d unanswered questions score 0 (first: %s).", len(unanswered),
-                    unanswered[0])
-  if total == 0:
-    raise ValueError("SQuAD dataset holds no questions.")
-  return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1_total / total}
+    Each question scores its maximum over the gold answers; an unanswered question scores 0 and
+    still counts in the denominator (the official script logs it and moves on; so do we).
+    """
+    exact_match = f1_total = total = 0
+    unanswered = []
+    for qa in _iterate_qas(dataset):
+        total += 1
+        if qa["id"] not in predictions:
+            unanswered.append(qa["id"])
+            continue
+        ground_truths = [answer["text"] for answer in qa["answers"]]
+        if not ground_truths:
+            raise ValueError(
+                f"SQuAD v1.1 question {qa['id']!r} has no gold answers; v1.1 questions "
+                "always have one (is this a v2.0 file? use squad_v2).")
+        prediction = predictions[qa["id"]]
+        exact_match += max(_exact_match_v1(prediction, truth) for truth in ground_truths)
+        f1_total += max(_f1_v1(prediction, truth) for truth in ground_truths)
+    if unanswered:
+        logging.warning("SQuAD v1.1: %d unanswered questions score 0 (first: %s).", len(unanswered),
+                        unanswered[0])
+    if total == 0:
+        raise ValueError("SQuAD dataset holds no questions.")
+    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1_total / total}
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,152 +253,152 @@ def squad_v1(dataset: Sequence[Mapping], predictions: Mapping[str, str]) -> dict
 
 
 def _normalize_answer_v2(text: str) -> str:
-  """As v1.1, but the article regex is compiled with re.UNICODE (evaluate-v2.0.py)."""
-  text = text.lower()
-  exclude = set(string.punctuation)
-  text = "".join(ch for ch in text if ch not in exclude)
-  text = re.sub(re.compile(r"\b(a|an|the)\b", re.UNICODE), " ", text)
-  return " ".join(text.split())
+    """As v1.1, but the article regex is compiled with re.UNICODE (evaluate-v2.0.py)."""
+    text = text.lower()
+    exclude = set(string.punctuation)
+    text = "".join(ch for ch in text if ch not in exclude)
+    text = re.sub(re.compile(r"\b(a|an|the)\b", re.UNICODE), " ", text)
+    return " ".join(text.split())
 
 
 def _get_tokens_v2(text: str) -> list[str]:
-  if not text:
-    return []
-  return _normalize_answer_v2(text).split()
+    if not text:
+        return []
+    return _normalize_answer_v2(text).split()
 
 
 def _compute_exact_v2(gold: str, prediction: str) -> int:
-  return int(_normalize_answer_v2(gold) == _normalize_answer_v2(prediction))
+    return int(_normalize_answer_v2(gold) == _normalize_answer_v2(prediction))
 
 
 def _compute_f1_v2(gold: str, prediction: str) -> float:
-  gold_tokens = _get_tokens_v2(gold)
-  prediction_tokens = _get_tokens_v2(prediction)
-  common = collections.Counter(gold_tokens) & collections.Counter(prediction_tokens)
-  num_same = sum(common.values())
-  if len(gold_tokens) == 0 or len(prediction_tokens) == 0:
-    # If either is no-answer, F1 is 1 if they agree and 0 otherwise.
-    return int(gold_tokens == prediction_tokens)
-  if num_same == 0:
-    return 0
-  precision = 1.0 * num_same / len(prediction_tokens)
-  recall = 1.0 * num_same / len(gold_tokens)
-  return (2 * precision * recall) / (precision + recall)
+    gold_tokens = _get_tokens_v2(gold)
+    prediction_tokens = _get_tokens_v2(prediction)
+    common = collections.Counter(gold_tokens) & collections.Counter(prediction_tokens)
+    num_same = sum(common.values())
+    if len(gold_tokens) == 0 or len(prediction_tokens) == 0:
+        # If either is no-answer, F1 is 1 if they agree and 0 otherwise.
+        return int(gold_tokens == prediction_tokens)
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(gold_tokens)
+    return (2 * precision * recall) / (precision + recall)
 
 
 def _find_best_threshold(predictions, scores, na_probs, qid_to_has_answer) -> tuple[float, float]:
-  num_no_answer = sum(1 for qid in qid_to_has_answer if not qid_to_has_answer[qid])
-  current_score = num_no_answer
-  best_score = current_score
-  best_threshold = 0.0
-  for qid in sorted(na_probs, key=lambda k: na_probs[k]):
-    if qid not in scores:
-      continue
-    if qid_to_has_answer[qid]:
-      difference = scores[qid]
-    elif predictions[qid]:
-      difference = -1
-    else:
-      difference = 0
-    current_score += difference
-    if current_score > best_score:
-      best_score = current_score
-      best_threshold = na_probs[qid]
-  return 100.0 * best_score / len(scores), best_threshold
+    num_no_answer = sum(1 for qid in qid_to_has_answer if not qid_to_has_answer[qid])
+    current_score = num_no_answer
+    best_score = current_score
+    best_threshold = 0.0
+    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+        if qid not in scores:
+            continue
+        if qid_to_has_answer[qid]:
+            difference = scores[qid]
+        elif predictions[qid]:
+            difference = -1
+        else:
+            difference = 0
+        current_score += difference
+        if current_score > best_score:
+            best_score = current_score
+            best_threshold = na_probs[qid]
+    return 100.0 * best_score / len(scores), best_threshold
 
 
 def squad_v2(dataset: Sequence[Mapping],
              predictions: Mapping[str, str],
              na_probs: Mapping[str, float] | None = None,
              na_prob_thresh: float = 1.0) -> dict[str, float]:
-  """SQuAD v2.0 scores in percent, exactly as the official evaluate-v2.0.py.
+    """SQuAD v2.0 scores in percent, exactly as the official evaluate-v2.0.py.
 
-  Args:
-    dataset: the list under "data" of the official JSON.
-    predictions: question id -> predicted answer text ("" predicts no answer).
-    na_probs: optional question id -> the model's no-answer probability (or null-score
-      difference). With it, a question whose value exceeds `na_prob_thresh` is predicted
-      unanswerable, and the result gains best_exact, best_exact_thresh, best_f1, best_f1_thresh.
-    na_prob_thresh: see na_probs.
+    Args:
+      dataset: the list under "data" of the official JSON.
+      predictions: question id -> predicted answer text ("" predicts no answer).
+      na_probs: optional question id -> the model's no-answer probability (or null-score
+        difference). With it, a question whose value exceeds `na_prob_thresh` is predicted
+        unanswerable, and the result gains best_exact, best_exact_thresh, best_f1, best_f1_thresh.
+      na_prob_thresh: see na_probs.
 
-  Returns exact, f1, total, then HasAns_* and NoAns_* (when such questions exist), then the
-  best-threshold fields when na_probs is given.
+    Returns exact, f1, total, then HasAns_* and NoAns_* (when such questions exist), then the
+    best-threshold fields when na_probs is given.
 
-  Gold answers that normalise to "" are dropped and a question with no gold left has the single
-  gold "" (no answer). One deliberate difference from the script: it silently leaves unanswered
-  questions out of the denominator (and then crashes in the HasAns/NoAns split); here an
-  unanswered question scores 0 and counts, as in squad_v1. The best-threshold search needs a
-  prediction and an na_prob for every question, and raises otherwise.
-  """
-  qid_to_has_answer = {}
-  exact_raw, f1_raw = {}, {}
-  unanswered = []
-  for qa in _iterate_qas(dataset):
-    qid = qa["id"]
-    qid_to_has_answer[qid] = bool(qa["answers"])
-    gold_answers = [a["text"] for a in qa["answers"] if _normalize_answer_v2(a["text"])]
-    if not gold_answers:
-      # For unanswerable questions the only correct answer is the empty string.
-      gold_answers = [""]
-    if qid not in predictions:
-      unanswered.append(qid)
-      exact_raw[qid], f1_raw[qid] = 0, 0
-      continue
-    prediction = predictions[qid]
-    exact_raw[qid] = max(_compute_exact_v2(gold, prediction) for gold in gold_answers)
-    f1_raw[qid] = max(_compute_f1_v2(gold, prediction) for gold in gold_answers)
-  if not qid_to_has_answer:
-    raise ValueError("SQuAD dataset holds no questions.")
-  if unanswered:
-    logging.warning("SQuAD v2.0: %d unanswered questions score 0 (first: %s).", len(unanswered),
-                    unanswered[0])
-
-  has_na_probs = na_probs is not None
-  if has_na_probs:
+    Gold answers that normalise to "" are dropped and a question with no gold left has the single
+    gold "" (no answer). One deliberate difference from the script: it silently leaves unanswered
+    questions out of the denominator (and then crashes in the HasAns/NoAns split); here an
+    unanswered question scores 0 and counts, as in squad_v1. The best-threshold search needs a
+    prediction and an na_prob for every question, and raises otherwise.
+    """
+    qid_to_has_answer = {}
+    exact_raw, f1_raw = {}, {}
+    unanswered = []
+    for qa in _iterate_qas(dataset):
+        qid = qa["id"]
+        qid_to_has_answer[qid] = bool(qa["answers"])
+        gold_answers = [a["text"] for a in qa["answers"] if _normalize_answer_v2(a["text"])]
+        if not gold_answers:
+            # For unanswerable questions the only correct answer is the empty string.
+            gold_answers = [""]
+        if qid not in predictions:
+            unanswered.append(qid)
+            exact_raw[qid], f1_raw[qid] = 0, 0
+            continue
+        prediction = predictions[qid]
+        exact_raw[qid] = max(_compute_exact_v2(gold, prediction) for gold in gold_answers)
+        f1_raw[qid] = max(_compute_f1_v2(gold, prediction) for gold in gold_answers)
+    if not qid_to_has_answer:
+        raise ValueError("SQuAD dataset holds no questions.")
     if unanswered:
-      raise ValueError(f"squad_v2: the best-threshold search needs a prediction for every "
-                       f"question; {len(unanswered)} are missing (first: {unanswered[0]!r}).")
-    missing = [qid for qid in exact_raw if qid not in na_probs]
-    if missing:
-      raise ValueError(f"squad_v2: na_probs lacks {len(missing)} question ids "
-                       f"(first: {missing[0]!r}).")
-  else:
-    na_probs = {qid: 0.0 for qid in predictions}
+        logging.warning("SQuAD v2.0: %d unanswered questions score 0 (first: %s).", len(unanswered),
+                        unanswered[0])
 
-  def apply_no_answer_threshold(scores):
-    thresholded = {}
-    for qid, score in scores.items():
-      # An unanswered question has no na_prob either (the script defaults only answered ones).
-      if na_probs.get(qid, 0.0) > na_prob_thresh:
-        thresholded[qid] = float(not qid_to_has_answer[qid])
-      else:
-        thresholded[qid] = score
-    return thresholded
+    has_na_probs = na_probs is not None
+    if has_na_probs:
+        if unanswered:
+            raise ValueError(f"squad_v2: the best-threshold search needs a prediction for every "
+                             f"question; {len(unanswered)} are missing (first: {unanswered[0]!r}).")
+        missing = [qid for qid in exact_raw if qid not in na_probs]
+        if missing:
+            raise ValueError(f"squad_v2: na_probs lacks {len(missing)} question ids "
+                             f"(first: {missing[0]!r}).")
+    else:
+        na_probs = {qid: 0.0 for qid in predictions}
 
-  exact_thresholded = apply_no_answer_threshold(exact_raw)
-  f1_thresholded = apply_no_answer_threshold(f1_raw)
+    def apply_no_answer_threshold(scores):
+        thresholded = {}
+        for qid, score in scores.items():
+            # An unanswered question has no na_prob either (the script defaults only answered ones).
+            if na_probs.get(qid, 0.0) > na_prob_thresh:
+                thresholded[qid] = float(not qid_to_has_answer[qid])
+            else:
+                thresholded[qid] = score
+        return thresholded
 
-  def eval_dict(qids):
-    total = len(qids)
-    return {
-        "exact": 100.0 * sum(exact_thresholded[k] for k in qids) / total,
-        "f1": 100.0 * sum(f1_thresholded[k] for k in qids) / total,
-        "total": total,
-    }
+    exact_thresholded = apply_no_answer_threshold(exact_raw)
+    f1_thresholded = apply_no_answer_threshold(f1_raw)
 
-  result = eval_dict(list(exact_thresholded))
-  has_answer_qids = [k for k, v in qid_to_has_answer.items() if v]
-  no_answer_qids = [k for k, v in qid_to_has_answer.items() if not v]
-  for prefix, qids in (("HasAns", has_answer_qids), ("NoAns", no_answer_qids)):
-    if qids:
-      for key, value in eval_dict(qids).items():
-        result[f"{prefix}_{key}"] = value
-  if has_na_probs:
-    result["best_exact"], result["best_exact_thresh"] = _find_best_threshold(
-        predictions, exact_raw, na_probs, qid_to_has_answer)
-    result["best_f1"], result["best_f1_thresh"] = _find_best_threshold(
-        predictions, f1_raw, na_probs, qid_to_has_answer)
-  return result
+    def eval_dict(qids):
+        total = len(qids)
+        return {
+            "exact": 100.0 * sum(exact_thresholded[k] for k in qids) / total,
+            "f1": 100.0 * sum(f1_thresholded[k] for k in qids) / total,
+            "total": total,
+        }
+
+    result = eval_dict(list(exact_thresholded))
+    has_answer_qids = [k for k, v in qid_to_has_answer.items() if v]
+    no_answer_qids = [k for k, v in qid_to_has_answer.items() if not v]
+    for prefix, qids in (("HasAns", has_answer_qids), ("NoAns", no_answer_qids)):
+        if qids:
+            for key, value in eval_dict(qids).items():
+                result[f"{prefix}_{key}"] = value
+    if has_na_probs:
+        result["best_exact"], result["best_exact_thresh"] = _find_best_threshold(
+            predictions, exact_raw, na_probs, qid_to_has_answer)
+        result["best_f1"], result["best_f1_thresh"] = _find_best_threshold(
+            predictions, f1_raw, na_probs, qid_to_has_answer)
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,99 +409,99 @@ Entity = tuple[str, int, int]  # (type, first word index, last word index), incl
 
 
 def _split_tag(tag: str, where: str) -> tuple[str, str]:
-  if tag == "O":
-    return "O", ""
-  prefix, separator, entity_type = tag.partition("-")
-  if not separator or prefix not in ("B", "I", "E", "S") or not entity_type:
-    raise ValueError(f"{where}: tag {tag!r} is neither 'O' nor PREFIX-TYPE with PREFIX in "
-                     "B, I, E, S.")
-  return prefix, entity_type
+    if tag == "O":
+        return "O", ""
+    prefix, separator, entity_type = tag.partition("-")
+    if not separator or prefix not in ("B", "I", "E", "S") or not entity_type:
+        raise ValueError(f"{where}: tag {tag!r} is neither 'O' nor PREFIX-TYPE with PREFIX in "
+                         "B, I, E, S.")
+    return prefix, entity_type
 
 
 def _chunk_ends(prev_prefix, prefix, prev_type, entity_type) -> bool:
-  """conlleval's endOfChunk: does the chunk open at the previous tag close before this one?"""
-  if prev_prefix in ("E", "S"):
-    return True
-  if prev_prefix in ("B", "I") and prefix in ("B", "S", "O"):
-    return True
-  return prev_prefix != "O" and prev_type != entity_type
+    """conlleval's endOfChunk: does the chunk open at the previous tag close before this one?"""
+    if prev_prefix in ("E", "S"):
+        return True
+    if prev_prefix in ("B", "I") and prefix in ("B", "S", "O"):
+        return True
+    return prev_prefix != "O" and prev_type != entity_type
 
 
 def _chunk_starts(prev_prefix, prefix, prev_type, entity_type) -> bool:
-  """conlleval's startOfChunk: does a chunk open at this tag?"""
-  if prefix in ("B", "S"):
-    return True
-  if prev_prefix in ("E", "S", "O") and prefix in ("E", "I"):
-    return True
-  return prefix != "O" and prev_type != entity_type
+    """conlleval's startOfChunk: does a chunk open at this tag?"""
+    if prefix in ("B", "S"):
+        return True
+    if prev_prefix in ("E", "S", "O") and prefix in ("E", "I"):
+        return True
+    return prefix != "O" and prev_type != entity_type
 
 
 def extract_entities(tags: Sequence[str], where: str = "sequence") -> list[Entity]:
-  """Chunks of one tag sequence as (type, start, end) with inclusive word indices.
+    """Chunks of one tag sequence as (type, start, end) with inclusive word indices.
 
-  Accepts IOB1 (CoNLL-2003's original: I-X opens a chunk unless it continues one of type X; B-X
-  only separates adjacent same-type chunks), IOB2/BIO and IOBES, with conlleval's rules: a chunk
-  opens at B-X or S-X, or at an I-X / E-X whose predecessor is O, of another type, or closed.
-  """
-  entities = []
-  prev_prefix, prev_type = "O", ""
-  chunk_start = None
-  for position, tag in enumerate(list(tags) + ["O"]):
-    prefix, entity_type = _split_tag(tag, f"{where}, position {position}")
-    if chunk_start is not None and _chunk_ends(prev_prefix, prefix, prev_type, entity_type):
-      entities.append((prev_type, chunk_start, position - 1))
-      chunk_start = None
-    if _chunk_starts(prev_prefix, prefix, prev_type, entity_type):
-      chunk_start = position
-    prev_prefix, prev_type = prefix, entity_type
-  return entities
+    Accepts IOB1 (CoNLL-2003's original: I-X opens a chunk unless it continues one of type X; B-X
+    only separates adjacent same-type chunks), IOB2/BIO and IOBES, with conlleval's rules: a chunk
+    opens at B-X or S-X, or at an I-X / E-X whose predecessor is O, of another type, or closed.
+    """
+    entities = []
+    prev_prefix, prev_type = "O", ""
+    chunk_start = None
+    for position, tag in enumerate(list(tags) + ["O"]):
+        prefix, entity_type = _split_tag(tag, f"{where}, position {position}")
+        if chunk_start is not None and _chunk_ends(prev_prefix, prefix, prev_type, entity_type):
+            entities.append((prev_type, chunk_start, position - 1))
+            chunk_start = None
+        if _chunk_starts(prev_prefix, prefix, prev_type, entity_type):
+            chunk_start = position
+        prev_prefix, prev_type = prefix, entity_type
+    return entities
 
 
 def _precision_recall_f1(num_correct: int, num_predicted: int, num_true: int) -> dict:
-  precision = num_correct / num_predicted if num_predicted else 0.0
-  recall = num_correct / num_true if num_true else 0.0
-  f1_score = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-  return {"precision": precision, "recall": recall, "f1": f1_score, "support": num_true}
+    precision = num_correct / num_predicted if num_predicted else 0.0
+    recall = num_correct / num_true if num_true else 0.0
+    f1_score = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1_score, "support": num_true}
 
 
 def entity_f1(true_tag_sequences: Sequence[Sequence[str]],
               pred_tag_sequences: Sequence[Sequence[str]]) -> dict:
-  """Micro-averaged entity-level precision, recall and F1 (fractions), as conlleval / seqeval.
+    """Micro-averaged entity-level precision, recall and F1 (fractions), as conlleval / seqeval.
 
-  An entity counts as correct only when its type and both boundaries match a gold entity.
+    An entity counts as correct only when its type and both boundaries match a gold entity.
 
-  Args:
-    true_tag_sequences: per sentence, the gold word-level tags.
-    pred_tag_sequences: per sentence, the predicted word-level tags (same lengths).
+    Args:
+      true_tag_sequences: per sentence, the gold word-level tags.
+      pred_tag_sequences: per sentence, the predicted word-level tags (same lengths).
 
-  Returns:
-    {"precision", "recall", "f1", "support" (gold entities), "per_type": {type: {precision,
-    recall, f1, support}}}.
-  """
-  if len(true_tag_sequences) != len(pred_tag_sequences):
-    raise ValueError(f"entity_f1: {len(true_tag_sequences)} gold sentences but "
-                     f"{len(pred_tag_sequences)} predicted ones.")
-  correct = collections.Counter()
-  predicted = collections.Counter()
-  true = collections.Counter()
-  for sentence_index, (true_tags, pred_tags) in enumerate(
-      zip(true_tag_sequences, pred_tag_sequences)):
-    if len(true_tags) != len(pred_tags):
-      raise ValueError(f"entity_f1: sentence {sentence_index} has {len(true_tags)} gold tags "
-                       f"but {len(pred_tags)} predicted ones.")
-    true_entities = set(extract_entities(true_tags, f"gold sentence {sentence_index}"))
-    pred_entities = set(extract_entities(pred_tags, f"predicted sentence {sentence_index}"))
-    for entity_type, _, _ in true_entities:
-      true[entity_type] += 1
-    for entity_type, _, _ in pred_entities:
-      predicted[entity_type] += 1
-    for entity_type, _, _ in true_entities & pred_entities:
-      correct[entity_type] += 1
-  result = _precision_recall_f1(sum(correct.values()), sum(predicted.values()),
-                                sum(true.values()))
-  result["per_type"] = {
-      entity_type: _precision_recall_f1(correct[entity_type], predicted[entity_type],
-                                        true[entity_type])
-      for entity_type in sorted(set(true) | set(predicted))
-  }
-  return result
+    Returns:
+      {"precision", "recall", "f1", "support" (gold entities), "per_type": {type: {precision,
+      recall, f1, support}}}.
+    """
+    if len(true_tag_sequences) != len(pred_tag_sequences):
+        raise ValueError(f"entity_f1: {len(true_tag_sequences)} gold sentences but "
+                         f"{len(pred_tag_sequences)} predicted ones.")
+    correct = collections.Counter()
+    predicted = collections.Counter()
+    true = collections.Counter()
+    for sentence_index, (true_tags, pred_tags) in enumerate(
+        zip(true_tag_sequences, pred_tag_sequences)):
+        if len(true_tags) != len(pred_tags):
+            raise ValueError(f"entity_f1: sentence {sentence_index} has {len(true_tags)} gold tags "
+                             f"but {len(pred_tags)} predicted ones.")
+        true_entities = set(extract_entities(true_tags, f"gold sentence {sentence_index}"))
+        pred_entities = set(extract_entities(pred_tags, f"predicted sentence {sentence_index}"))
+        for entity_type, _, _ in true_entities:
+            true[entity_type] += 1
+        for entity_type, _, _ in pred_entities:
+            predicted[entity_type] += 1
+        for entity_type, _, _ in true_entities & pred_entities:
+            correct[entity_type] += 1
+    result = _precision_recall_f1(sum(correct.values()), sum(predicted.values()),
+                                  sum(true.values()))
+    result["per_type"] = {
+        entity_type: _precision_recall_f1(correct[entity_type], predicted[entity_type],
+                                          true[entity_type])
+        for entity_type in sorted(set(true) | set(predicted))
+    }
+    return result

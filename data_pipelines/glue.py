@@ -1,4 +1,4 @@
-"""GLUE (Wang et al. 2018): the nine tasks, read from TFDS or the GLUE TSV folders, as BERT features.
+"""GLUE (Wang et al. 2018): the nine tasks from TFDS or the GLUE TSV folders, as BERT features.
 
 Sources:
   * TFDS `glue/<task>` through `tfds.load` (`load_tfds_examples`).
@@ -34,59 +34,59 @@ from bertjax import metrics
 
 
 class WordPieceTokenizer(Protocol):
-  """What feature conversion needs from bertjax.tokenization.FullTokenizer."""
+    """What feature conversion needs from bertjax.tokenization.FullTokenizer."""
 
-  def tokenize(self, text: str) -> list[str]:
-    ...
+    def tokenize(self, text: str) -> list[str]:
+        ...
 
-  def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-    ...
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
 class GlueTask:
-  """Everything task-specific about one GLUE task.
+    """Everything task-specific about one GLUE task.
 
-  Attributes:
-    name: registry key ("cola", ...); the TFDS config name.
-    label_list: class labels in id order (the original processors' get_labels); None for the
-      regression task STS-B.
-    tfds_text_features: TFDS feature names of segment A and B (None for single sentences).
-    tfds_label_names: the canonical label of each TFDS label id (TFDS orders some classes
-      differently: its MNLI id 0 is "entailment", the original's id 0 is "contradiction").
-    tsv_folder: folder name in the GLUE download.
-    tsv_files: split name -> file name inside tsv_folder.
-    tsv_text_columns: column indices of segment A and B in train/dev files.
-    tsv_test_text_columns: the same for test files (CoLA, SST-2 and QQP test files differ).
-    tsv_label_column: label column index in train/dev files (-1: last).
-    tsv_train_dev_have_header: False only for CoLA.
-  """
-  name: str
-  label_list: tuple[str, ...] | None
-  tfds_text_features: tuple[str, str | None]
-  tfds_label_names: tuple[str, ...] | None
-  tsv_folder: str
-  tsv_files: Mapping[str, str]
-  tsv_text_columns: tuple[int, int | None]
-  tsv_test_text_columns: tuple[int, int | None]
-  tsv_label_column: int
-  tsv_train_dev_have_header: bool = True
+    Attributes:
+      name: registry key ("cola", ...); the TFDS config name.
+      label_list: class labels in id order (the original processors' get_labels); None for the
+        regression task STS-B.
+      tfds_text_features: TFDS feature names of segment A and B (None for single sentences).
+      tfds_label_names: the canonical label of each TFDS label id (TFDS orders some classes
+        differently: its MNLI id 0 is "entailment", the original's id 0 is "contradiction").
+      tsv_folder: folder name in the GLUE download.
+      tsv_files: split name -> file name inside tsv_folder.
+      tsv_text_columns: column indices of segment A and B in train/dev files.
+      tsv_test_text_columns: the same for test files (CoLA, SST-2 and QQP test files differ).
+      tsv_label_column: label column index in train/dev files (-1: last).
+      tsv_train_dev_have_header: False only for CoLA.
+    """
+    name: str
+    label_list: tuple[str, ...] | None
+    tfds_text_features: tuple[str, str | None]
+    tfds_label_names: tuple[str, ...] | None
+    tsv_folder: str
+    tsv_files: Mapping[str, str]
+    tsv_text_columns: tuple[int, int | None]
+    tsv_test_text_columns: tuple[int, int | None]
+    tsv_label_column: int
+    tsv_train_dev_have_header: bool = True
 
-  @property
-  def is_regression(self) -> bool:
-    return self.label_list is None
+    @property
+    def is_regression(self) -> bool:
+        return self.label_list is None
 
-  @property
-  def metric_names(self) -> tuple[str, ...]:
-    return metrics.GLUE_TASK_METRICS[self.name]
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return metrics.GLUE_TASK_METRICS[self.name]
 
-  @property
-  def tfds_name(self) -> str:
-    return f"glue/{self.name}"
+    @property
+    def tfds_name(self) -> str:
+        return f"glue/{self.name}"
 
-  @property
-  def splits(self) -> tuple[str, ...]:
-    return tuple(self.tsv_files)
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.tsv_files)
 
 
 _STANDARD_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
@@ -125,36 +125,36 @@ TASKS: Mapping[str, GlueTask] = {
 
 
 def get_task(name: str) -> GlueTask:
-  if name not in TASKS:
-    raise ValueError(f"Unknown GLUE task {name!r}; expected one of {sorted(TASKS)}.")
-  return TASKS[name]
+    if name not in TASKS:
+        raise ValueError(f"Unknown GLUE task {name!r}; expected one of {sorted(TASKS)}.")
+    return TASKS[name]
 
 
 @dataclasses.dataclass(frozen=True)
 class GlueExample:
-  """One GLUE example: text_b is None for single-sentence tasks; label None on test splits."""
-  guid: str
-  text_a: str
-  text_b: str | None
-  label: str | float | None
+    """One GLUE example: text_b is None for single-sentence tasks; label None on test splits."""
+    guid: str
+    text_a: str
+    text_b: str | None
+    label: str | float | None
 
 
 def _is_test_split(split: str) -> bool:
-  return split.startswith("test")
+    return split.startswith("test")
 
 
 def _validated_label(task: GlueTask, raw_label, where: str) -> str | float:
-  if task.is_regression:
-    try:
-      score = float(raw_label)
-    except (TypeError, ValueError):
-      raise ValueError(f"{where}: STS-B score {raw_label!r} is not a number.") from None
-    if not 0.0 <= score <= 5.0:
-      raise ValueError(f"{where}: STS-B score {score} is outside [0, 5].")
-    return score
-  if raw_label not in task.label_list:
-    raise ValueError(f"{where}: label {raw_label!r} is not one of {task.label_list}.")
-  return raw_label
+    if task.is_regression:
+        try:
+            score = float(raw_label)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: STS-B score {raw_label!r} is not a number.") from None
+        if not 0.0 <= score <= 5.0:
+            raise ValueError(f"{where}: STS-B score {score} is outside [0, 5].")
+        return score
+    if raw_label not in task.label_list:
+        raise ValueError(f"{where}: label {raw_label!r} is not one of {task.label_list}.")
+    return raw_label
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,40 +163,40 @@ def _validated_label(task: GlueTask, raw_label, where: str) -> str | float:
 
 
 def read_tsv_examples(glue_dir: str, task_name: str, split: str) -> list[GlueExample]:
-  """Reads one split of one task from the GLUE download folder `glue_dir` (holding CoLA/, ...)."""
-  task = get_task(task_name)
-  if split not in task.tsv_files:
-    raise ValueError(f"GLUE {task.name} has no split {split!r}; expected one of {task.splits}.")
-  path = os.path.join(glue_dir, task.tsv_folder, task.tsv_files[split])
-  is_test = _is_test_split(split)
-  has_header = is_test or task.tsv_train_dev_have_header
-  text_a_column, text_b_column = task.tsv_test_text_columns if is_test else task.tsv_text_columns
-  examples = []
-  skipped_rows = []
-  with open(path, encoding="utf-8", newline="") as tsv_file:
-    # GLUE text holds bare quote characters: they are text, never CSV quoting.
-    rows = csv.reader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE)
-    for line_number, row in enumerate(rows, start=1):
-      if has_header and line_number == 1:
-        continue
-      where = f"{path}, line {line_number}"
-      needed = max(c for c in (text_a_column, text_b_column) if c is not None)
-      if not is_test:
-        needed = max(needed, task.tsv_label_column)
-      if len(row) <= needed:
-        if task.name == "qqp":
-          # QQP's train.tsv has a few broken rows; HF's processor skips them too.
-          skipped_rows.append(line_number)
-          continue
-        raise ValueError(f"{where}: {len(row)} columns, expected more than {needed}.")
-      text_a = row[text_a_column]
-      text_b = row[text_b_column] if text_b_column is not None else None
-      label = None if is_test else _validated_label(task, row[task.tsv_label_column], where)
-      examples.append(GlueExample(f"{split}-{line_number}", text_a, text_b, label))
-  if skipped_rows:
-    logging.warning("%s: skipped %d malformed rows (first at line %d).", path, len(skipped_rows),
-                    skipped_rows[0])
-  return examples
+    """Reads one split of one task from the GLUE download folder `glue_dir` (holding CoLA/, ...)."""
+    task = get_task(task_name)
+    if split not in task.tsv_files:
+        raise ValueError(f"GLUE {task.name} has no split {split!r}; expected one of {task.splits}.")
+    path = os.path.join(glue_dir, task.tsv_folder, task.tsv_files[split])
+    is_test = _is_test_split(split)
+    has_header = is_test or task.tsv_train_dev_have_header
+    text_a_column, text_b_column = task.tsv_test_text_columns if is_test else task.tsv_text_columns
+    examples = []
+    skipped_rows = []
+    with open(path, encoding="utf-8", newline="") as tsv_file:
+        # GLUE text holds bare quote characters: they are text, never CSV quoting.
+        rows = csv.reader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for line_number, row in enumerate(rows, start=1):
+            if has_header and line_number == 1:
+                continue
+            where = f"{path}, line {line_number}"
+            needed = max(c for c in (text_a_column, text_b_column) if c is not None)
+            if not is_test:
+                needed = max(needed, task.tsv_label_column)
+            if len(row) <= needed:
+                if task.name == "qqp":
+                    # QQP's train.tsv has a few broken rows; HF's processor skips them too.
+                    skipped_rows.append(line_number)
+                    continue
+                raise ValueError(f"{where}: {len(row)} columns, expected more than {needed}.")
+            text_a = row[text_a_column]
+            text_b = row[text_b_column] if text_b_column is not None else None
+            label = None if is_test else _validated_label(task, row[task.tsv_label_column], where)
+            examples.append(GlueExample(f"{split}-{line_number}", text_a, text_b, label))
+    if skipped_rows:
+        logging.warning("%s: skipped %d malformed rows (first at line %d).", path,
+                        len(skipped_rows), skipped_rows[0])
+    return examples
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,51 +205,53 @@ def read_tsv_examples(glue_dir: str, task_name: str, split: str) -> list[GlueExa
 
 
 def _decode(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def examples_from_tfds_records(task_name: str, split: str,
                                records: Iterable[Mapping]) -> list[GlueExample]:
-  """GlueExamples from TFDS glue records (numpy dicts with bytes text, int or float label)."""
-  task = get_task(task_name)
-  is_test = _is_test_split(split)
-  feature_a, feature_b = task.tfds_text_features
-  examples = []
-  for record in records:
-    guid = f"{split}-{int(record['idx'])}"
-    where = f"TFDS {task.tfds_name} split {split} idx {int(record['idx'])}"
-    raw_label = record["label"]
-    if is_test or (not task.is_regression and int(raw_label) == -1):
-      label = None  # TFDS marks the unlabelled test splits with -1.
-    elif task.is_regression:
-      label = _validated_label(task, float(raw_label), where)
-    else:
-      label_id = int(raw_label)
-      if not 0 <= label_id < len(task.tfds_label_names):
-        raise ValueError(f"{where}: label id {label_id} outside [0, {len(task.tfds_label_names)}).")
-      label = task.tfds_label_names[label_id]
-    examples.append(GlueExample(
-        guid=guid,
-        text_a=_decode(record[feature_a]),
-        text_b=_decode(record[feature_b]) if feature_b else None,
-        label=label))
-  return examples
+    """GlueExamples from TFDS glue records (numpy dicts with bytes text, int or float label)."""
+    task = get_task(task_name)
+    is_test = _is_test_split(split)
+    feature_a, feature_b = task.tfds_text_features
+    examples = []
+    for record in records:
+        guid = f"{split}-{int(record['idx'])}"
+        where = f"TFDS {task.tfds_name} split {split} idx {int(record['idx'])}"
+        raw_label = record["label"]
+        if is_test or (not task.is_regression and int(raw_label) == -1):
+            label = None  # TFDS marks the unlabelled test splits with -1.
+        elif task.is_regression:
+            label = _validated_label(task, float(raw_label), where)
+        else:
+            label_id = int(raw_label)
+            if not 0 <= label_id < len(task.tfds_label_names):
+                raise ValueError(f"{where}: label id {label_id} outside "
+                                 f"[0, {len(task.tfds_label_names)}).")
+            label = task.tfds_label_names[label_id]
+        examples.append(GlueExample(
+            guid=guid,
+            text_a=_decode(record[feature_a]),
+            text_b=_decode(record[feature_b]) if feature_b else None,
+            label=label))
+    return examples
 
 
-def load_tfds_examples(task_name: str, split: str, data_dir: str | None = None) -> list[GlueExample]:
-  """Loads `glue/<task>` with tfds.load (download_and_prepare must have run) as GlueExamples."""
-  import tensorflow as tf  # Imported here: TSV reading and feature conversion need no TF.
-  import tensorflow_datasets as tfds
+def load_tfds_examples(task_name: str, split: str,
+                       data_dir: str | None = None) -> list[GlueExample]:
+    """Loads `glue/<task>` with tfds.load (download_and_prepare must have run) as GlueExamples."""
+    import tensorflow as tf  # Imported here: TSV reading and feature conversion need no TF.
+    import tensorflow_datasets as tfds
 
-  try:
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
-  except RuntimeError:
-    pass  # Devices were initialised already; TF then keeps its earlier choice.
-  task = get_task(task_name)
-  if split not in task.tsv_files:
-    raise ValueError(f"GLUE {task.name} has no split {split!r}; expected one of {task.splits}.")
-  dataset = tfds.load(task.tfds_name, split=split, data_dir=data_dir, shuffle_files=False)
-  return examples_from_tfds_records(task.name, split, tfds.as_numpy(dataset))
+    try:
+        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
+    except RuntimeError:
+        pass  # Devices were initialised already; TF then keeps its earlier choice.
+    task = get_task(task_name)
+    if split not in task.tsv_files:
+        raise ValueError(f"GLUE {task.name} has no split {split!r}; expected one of {task.splits}.")
+    dataset = tfds.load(task.tfds_name, split=split, data_dir=data_dir, shuffle_files=False)
+    return examples_from_tfds_records(task.name, split, tfds.as_numpy(dataset))
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,117 +260,117 @@ def load_tfds_examples(task_name: str, split: str, data_dir: str | None = None) 
 
 
 def truncate_seq_pair(tokens_a: list[str], tokens_b: list[str], max_length: int) -> None:
-  """Pops the last token of the longer segment (B on ties) until the pair fits, in place."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
-      tokens_a.pop()
-    else:
-      tokens_b.pop()
+    """Pops the last token of the longer segment (B on ties) until the pair fits, in place."""
+    while len(tokens_a) + len(tokens_b) > max_length:
+        if len(tokens_a) > len(tokens_b):
+            tokens_a.pop()
+        else:
+            tokens_b.pop()
 
 
 def example_tokens(example: GlueExample, tokenizer: WordPieceTokenizer,
                    max_seq_length: int) -> tuple[list[str], list[int]]:
-  """The tokens [CLS] A [SEP] (B [SEP]) and their segment ids, before padding."""
-  tokens_a = tokenizer.tokenize(example.text_a)
-  # As the original: an empty text_b, or one that tokenizes to nothing, makes a single segment.
-  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
-  if tokens_b:
-    truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)  # [CLS], [SEP], [SEP]
-  else:
-    tokens_a = tokens_a[:max_seq_length - 2]  # [CLS], [SEP]
-  tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-  segment_ids = [0] * len(tokens)
-  if tokens_b:
-    tokens += tokens_b + ["[SEP]"]
-    segment_ids += [1] * (len(tokens_b) + 1)
-  return tokens, segment_ids
+    """The tokens [CLS] A [SEP] (B [SEP]) and their segment ids, before padding."""
+    tokens_a = tokenizer.tokenize(example.text_a)
+    # As the original: an empty text_b, or one that tokenizes to nothing, makes a single segment.
+    tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+    if tokens_b:
+        truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)  # [CLS], [SEP], [SEP]
+    else:
+        tokens_a = tokens_a[:max_seq_length - 2]  # [CLS], [SEP]
+    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+    segment_ids = [0] * len(tokens)
+    if tokens_b:
+        tokens += tokens_b + ["[SEP]"]
+        segment_ids += [1] * (len(tokens_b) + 1)
+    return tokens, segment_ids
 
 
 def convert_examples_to_features(examples: Sequence[GlueExample],
                                  tokenizer: WordPieceTokenizer,
                                  max_seq_length: int,
                                  label_list: Sequence[str] | None) -> dict[str, np.ndarray]:
-  """BERT inputs for GLUE examples, as the original run_classifier.py builds them.
+    """BERT inputs for GLUE examples, as the original run_classifier.py builds them.
 
-  Args:
-    examples: N GlueExamples.
-    tokenizer: a FullTokenizer (tokenize, convert_tokens_to_ids).
-    max_seq_length: S.
-    label_list: class labels in id order; None for regression (STS-B).
+    Args:
+      examples: N GlueExamples.
+      tokenizer: a FullTokenizer (tokenize, convert_tokens_to_ids).
+      max_seq_length: S.
+      label_list: class labels in id order; None for regression (STS-B).
 
-  Returns:
-    input_ids, input_mask, segment_ids: [N, S] int32.
-    label_ids: [N] int32 class ids, or float32 scores for regression; -1 (NaN for regression)
-      where the example has no label (test splits).
-    example_index: [N] int32, the position of each example in `examples`.
-  """
-  if max_seq_length < 3:
-    raise ValueError(f"max_seq_length {max_seq_length} leaves no room for [CLS] and [SEP]s.")
-  num = len(examples)
-  input_ids = np.zeros((num, max_seq_length), np.int32)
-  input_mask = np.zeros((num, max_seq_length), np.int32)
-  segment_ids = np.zeros((num, max_seq_length), np.int32)
-  is_regression = label_list is None
-  if is_regression:
-    label_ids = np.full(num, np.nan, np.float32)
-  else:
-    label_ids = np.full(num, -1, np.int32)
-    label_map = {label: index for index, label in enumerate(label_list)}
-  for example_index, example in enumerate(examples):
-    tokens, segments = example_tokens(example, tokenizer, max_seq_length)
-    length = len(tokens)
-    input_ids[example_index, :length] = tokenizer.convert_tokens_to_ids(tokens)
-    input_mask[example_index, :length] = 1
-    segment_ids[example_index, :length] = segments
-    if example.label is None:
-      continue
+    Returns:
+      input_ids, input_mask, segment_ids: [N, S] int32.
+      label_ids: [N] int32 class ids, or float32 scores for regression; -1 (NaN for regression)
+        where the example has no label (test splits).
+      example_index: [N] int32, the position of each example in `examples`.
+    """
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length {max_seq_length} leaves no room for [CLS] and [SEP]s.")
+    num = len(examples)
+    input_ids = np.zeros((num, max_seq_length), np.int32)
+    input_mask = np.zeros((num, max_seq_length), np.int32)
+    segment_ids = np.zeros((num, max_seq_length), np.int32)
+    is_regression = label_list is None
     if is_regression:
-      label_ids[example_index] = float(example.label)
-    elif example.label in label_map:
-      label_ids[example_index] = label_map[example.label]
+        label_ids = np.full(num, np.nan, np.float32)
     else:
-      raise ValueError(f"Example {example.guid}: label {example.label!r} is not in the label "
-                       f"list {list(label_list)}.")
-  return {
-      "input_ids": input_ids,
-      "input_mask": input_mask,
-      "segment_ids": segment_ids,
-      "label_ids": label_ids,
-      "example_index": np.arange(num, dtype=np.int32),
-  }
+        label_ids = np.full(num, -1, np.int32)
+        label_map = {label: index for index, label in enumerate(label_list)}
+    for example_index, example in enumerate(examples):
+        tokens, segments = example_tokens(example, tokenizer, max_seq_length)
+        length = len(tokens)
+        input_ids[example_index, :length] = tokenizer.convert_tokens_to_ids(tokens)
+        input_mask[example_index, :length] = 1
+        segment_ids[example_index, :length] = segments
+        if example.label is None:
+            continue
+        if is_regression:
+            label_ids[example_index] = float(example.label)
+        elif example.label in label_map:
+            label_ids[example_index] = label_map[example.label]
+        else:
+            raise ValueError(f"Example {example.guid}: label {example.label!r} is not in the label "
+                             f"list {list(label_list)}.")
+    return {
+        "input_ids": input_ids,
+        "input_mask": input_mask,
+        "segment_ids": segment_ids,
+        "label_ids": label_ids,
+        "example_index": np.arange(num, dtype=np.int32),
+    }
 
 
 def label_ids_of(task_name: str, examples: Sequence[GlueExample]) -> np.ndarray:
-  """[N] label ids (int32) or scores (float32, STS-B) of labelled examples."""
-  task = get_task(task_name)
-  if any(example.label is None for example in examples):
-    raise ValueError(f"GLUE {task.name}: some examples have no label (a test split?).")
-  if task.is_regression:
-    return np.asarray([example.label for example in examples], np.float32)
-  return np.asarray([task.label_list.index(example.label) for example in examples], np.int32)
+    """[N] label ids (int32) or scores (float32, STS-B) of labelled examples."""
+    task = get_task(task_name)
+    if any(example.label is None for example in examples):
+        raise ValueError(f"GLUE {task.name}: some examples have no label (a test split?).")
+    if task.is_regression:
+        return np.asarray([example.label for example in examples], np.float32)
+    return np.asarray([task.label_list.index(example.label) for example in examples], np.int32)
 
 
 def majority_class_baseline(task_name: str, eval_labels, train_labels=None) -> dict[str, float]:
-  """The task's metrics for always predicting the most frequent class.
+    """The task's metrics for always predicting the most frequent class.
 
-  The most frequent class is taken from `train_labels` when given, else from `eval_labels` (the
-  latter is the baseline Mosbach et al. 2021 use to call a run failed: RTE 52.7% accuracy,
-  MRPC 68.4% accuracy / 81.2 F1, CoLA MCC 0). Ties go to the smaller label id. A constant
-  prediction has no correlation with anything, so STS-B's baseline is Pearson = Spearman = 0.
+    The most frequent class is taken from `train_labels` when given, else from `eval_labels` (the
+    latter is the baseline Mosbach et al. 2021 use to call a run failed: RTE 52.7% accuracy,
+    MRPC 68.4% accuracy / 81.2 F1, CoLA MCC 0). Ties go to the smaller label id. A constant
+    prediction has no correlation with anything, so STS-B's baseline is Pearson = Spearman = 0.
 
-  Args:
-    task_name: GLUE task.
-    eval_labels: [N] gold label ids (or scores) of the evaluation split.
-    train_labels: optional [M] label ids from which to pick the majority class.
-  """
-  task = get_task(task_name)
-  eval_labels = np.asarray(eval_labels)
-  if task.is_regression:
-    return {name: 0.0 for name in task.metric_names}
-  reference = np.asarray(train_labels if train_labels is not None else eval_labels)
-  if reference.size == 0 or eval_labels.size == 0:
-    raise ValueError(f"GLUE {task.name}: no labels to compute the majority baseline from.")
-  counts = np.bincount(reference.astype(np.int64), minlength=len(task.label_list))
-  majority = int(np.argmax(counts))
-  predictions = np.full(eval_labels.shape, majority, eval_labels.dtype)
-  return metrics.glue_metrics(task.name, predictions, eval_labels)
+    Args:
+      task_name: GLUE task.
+      eval_labels: [N] gold label ids (or scores) of the evaluation split.
+      train_labels: optional [M] label ids from which to pick the majority class.
+    """
+    task = get_task(task_name)
+    eval_labels = np.asarray(eval_labels)
+    if task.is_regression:
+        return {name: 0.0 for name in task.metric_names}
+    reference = np.asarray(train_labels if train_labels is not None else eval_labels)
+    if reference.size == 0 or eval_labels.size == 0:
+        raise ValueError(f"GLUE {task.name}: no labels to compute the majority baseline from.")
+    counts = np.bincount(reference.astype(np.int64), minlength=len(task.label_list))
+    majority = int(np.argmax(counts))
+    predictions = np.full(eval_labels.shape, majority, eval_labels.dtype)
+    return metrics.glue_metrics(task.name, predictions, eval_labels)

@@ -35,47 +35,47 @@ FIRST_UNIQUE_ID = 1000000000  # As the original: feature ids stay clear of examp
 
 
 class WordPieceTokenizer(Protocol):
-  """What feature conversion needs from bertjax.tokenization.FullTokenizer."""
+    """What feature conversion needs from bertjax.tokenization.FullTokenizer."""
 
-  def tokenize(self, text: str) -> list[str]:
-    ...
+    def tokenize(self, text: str) -> list[str]:
+        ...
 
-  def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-    ...
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        ...
 
 
 @dataclasses.dataclass
 class SquadExample:
-  """One question over one paragraph.
+    """One question over one paragraph.
 
-  start_position / end_position are word indices into doc_tokens (training only; -1 for
-  impossible questions, None at prediction time).
-  """
-  qas_id: str
-  question_text: str
-  doc_tokens: list[str]
-  orig_answer_text: str | None = None
-  start_position: int | None = None
-  end_position: int | None = None
-  is_impossible: bool = False
+    start_position / end_position are word indices into doc_tokens (training only; -1 for
+    impossible questions, None at prediction time).
+    """
+    qas_id: str
+    question_text: str
+    doc_tokens: list[str]
+    orig_answer_text: str | None = None
+    start_position: int | None = None
+    end_position: int | None = None
+    is_impossible: bool = False
 
 
 @dataclasses.dataclass
 class SquadFeature:
-  """Host-side bookkeeping of one window, needed to turn logits back into answer text.
+    """Host-side bookkeeping of one window, needed to turn logits back into answer text.
 
-  token_to_orig_map / token_is_max_context are keyed by feature position and cover only the
-  document tokens of the window.
-  """
-  unique_id: int
-  example_index: int
-  doc_span_index: int
-  tokens: list[str]
-  token_to_orig_map: dict[int, int]
-  token_is_max_context: dict[int, bool]
-  start_position: int | None = None
-  end_position: int | None = None
-  is_impossible: bool = False
+    token_to_orig_map / token_is_max_context are keyed by feature position and cover only the
+    document tokens of the window.
+    """
+    unique_id: int
+    example_index: int
+    doc_span_index: int
+    tokens: list[str]
+    token_to_orig_map: dict[int, int]
+    token_is_max_context: dict[int, bool]
+    start_position: int | None = None
+    end_position: int | None = None
+    is_impossible: bool = False
 
 
 DocSpan = collections.namedtuple("DocSpan", ["start", "length"])
@@ -86,64 +86,67 @@ DocSpan = collections.namedtuple("DocSpan", ["start", "length"])
 
 
 def load_squad_json(path: str) -> list[dict]:
-  """The "data" list of an official SQuAD JSON file."""
-  with open(path, encoding="utf-8") as json_file:
-    contents = json.load(json_file)
-  if "data" not in contents:
-    raise ValueError(f"{path}: no 'data' key; is this an official SQuAD JSON file?")
-  return contents["data"]
+    """The "data" list of an official SQuAD JSON file."""
+    with open(path, encoding="utf-8") as json_file:
+        contents = json.load(json_file)
+    if "data" not in contents:
+        raise ValueError(f"{path}: no 'data' key; is this an official SQuAD JSON file?")
+    return contents["data"]
 
 
 def dataset_from_tfds_records(records: Iterable[Mapping]) -> list[dict]:
-  """Regroups TFDS squad records (one per question) into the official JSON "data" list.
+    """Regroups TFDS squad records (one per question) into the official JSON "data" list.
 
-  Questions of the same (title, context) become one paragraph, in first-seen order. v2.0
-  records carry is_impossible; v1.1 records do not.
-  """
-  articles: dict[str, dict] = {}
-  paragraphs: dict[tuple[str, str], dict] = {}
-  for record in records:
-    title = _decode(record["title"])
-    context = _decode(record["context"])
-    qas_id = _decode(record["id"])
-    texts = [_decode(text) for text in record["answers"]["text"]]
-    starts = [int(start) for start in record["answers"]["answer_start"]]
-    if len(texts) != len(starts):
-      raise ValueError(f"TFDS squad record {qas_id!r}: {len(texts)} answer texts but "
-                       f"{len(starts)} answer starts.")
-    qa = {
-        "id": qas_id,
-        "question": _decode(record["question"]),
-        "answers": [{"text": text, "answer_start": start} for text, start in zip(texts, starts)],
-    }
-    if "is_impossible" in record:
-      qa["is_impossible"] = bool(record["is_impossible"])
-    if title not in articles:
-      articles[title] = {"title": title, "paragraphs": []}
-    if (title, context) not in paragraphs:
-      paragraphs[(title, context)] = {"context": context, "qas": []}
-      articles[title]["paragraphs"].append(paragraphs[(title, context)])
-    paragraphs[(title, context)]["qas"].append(qa)
-  return list(articles.values())
+    Questions of the same (title, context) become one paragraph, in first-seen order. v2.0
+    records carry is_impossible; v1.1 records do not.
+    """
+    articles: dict[str, dict] = {}
+    paragraphs: dict[tuple[str, str], dict] = {}
+    for record in records:
+        title = _decode(record["title"])
+        context = _decode(record["context"])
+        qas_id = _decode(record["id"])
+        texts = [_decode(text) for text in record["answers"]["text"]]
+        starts = [int(start) for start in record["answers"]["answer_start"]]
+        if len(texts) != len(starts):
+            raise ValueError(f"TFDS squad record {qas_id!r}: {len(texts)} answer texts but "
+                             f"{len(starts)} answer starts.")
+        qa = {
+            "id": qas_id,
+            "question": _decode(record["question"]),
+            "answers": [{
+                "text": text,
+                "answer_start": start
+            } for text, start in zip(texts, starts)],
+        }
+        if "is_impossible" in record:
+            qa["is_impossible"] = bool(record["is_impossible"])
+        if title not in articles:
+            articles[title] = {"title": title, "paragraphs": []}
+        if (title, context) not in paragraphs:
+            paragraphs[(title, context)] = {"context": context, "qas": []}
+            articles[title]["paragraphs"].append(paragraphs[(title, context)])
+        paragraphs[(title, context)]["qas"].append(qa)
+    return list(articles.values())
 
 
 def load_tfds_dataset(version: str, split: str, data_dir: str | None = None) -> list[dict]:
-  """`squad/v1.1` or `squad/v2.0` via tfds.load, as the official JSON "data" list."""
-  import tensorflow as tf  # Imported here: JSON reading and feature conversion need no TF.
-  import tensorflow_datasets as tfds
+    """`squad/v1.1` or `squad/v2.0` via tfds.load, as the official JSON "data" list."""
+    import tensorflow as tf  # Imported here: JSON reading and feature conversion need no TF.
+    import tensorflow_datasets as tfds
 
-  try:
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
-  except RuntimeError:
-    pass  # Devices were initialised already; TF then keeps its earlier choice.
-  if version not in ("v1.1", "v2.0"):
-    raise ValueError(f"SQuAD version must be 'v1.1' or 'v2.0', got {version!r}.")
-  dataset = tfds.load(f"squad/{version}", split=split, data_dir=data_dir, shuffle_files=False)
-  return dataset_from_tfds_records(tfds.as_numpy(dataset))
+    try:
+        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
+    except RuntimeError:
+        pass  # Devices were initialised already; TF then keeps its earlier choice.
+    if version not in ("v1.1", "v2.0"):
+        raise ValueError(f"SQuAD version must be 'v1.1' or 'v2.0', got {version!r}.")
+    dataset = tfds.load(f"squad/{version}", split=split, data_dir=data_dir, shuffle_files=False)
+    return dataset_from_tfds_records(tfds.as_numpy(dataset))
 
 
 def _decode(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,88 +155,92 @@ def _decode(value) -> str:
 
 
 def _is_whitespace(char: str) -> bool:
-  return char in (" ", "\t", "\r", "\n") or ord(char) == 0x202F
+    return char in (" ", "\t", "\r", "\n") or ord(char) == 0x202F
 
 
 def split_paragraph(paragraph_text: str) -> tuple[list[str], list[int]]:
-  """Whitespace doc tokens and, per character, the index of its word (the original's loop)."""
-  doc_tokens: list[str] = []
-  char_to_word_offset: list[int] = []
-  previous_is_whitespace = True
-  for char in paragraph_text:
-    if _is_whitespace(char):
-      previous_is_whitespace = True
-    else:
-      if previous_is_whitespace:
-        doc_tokens.append(char)
-      else:
-        doc_tokens[-1] += char
-      previous_is_whitespace = False
-    char_to_word_offset.append(len(doc_tokens) - 1)
-  return doc_tokens, char_to_word_offset
+    """Whitespace doc tokens and, per character, the index of its word (the original's loop)."""
+    doc_tokens: list[str] = []
+    char_to_word_offset: list[int] = []
+    previous_is_whitespace = True
+    for char in paragraph_text:
+        if _is_whitespace(char):
+            previous_is_whitespace = True
+        else:
+            if previous_is_whitespace:
+                doc_tokens.append(char)
+            else:
+                doc_tokens[-1] += char
+            previous_is_whitespace = False
+        char_to_word_offset.append(len(doc_tokens) - 1)
+    return doc_tokens, char_to_word_offset
+
+
+def _training_example(qa: Mapping, doc_tokens: list[str], char_to_word_offset: list[int],
+                      version_2_with_negative: bool) -> SquadExample | None:
+    """A training SquadExample with its answer's word span; None if the answer text is lost."""
+    qas_id = qa["id"]
+    is_impossible = False
+    if version_2_with_negative:
+        if "is_impossible" not in qa:
+            raise ValueError(f"SQuAD question {qas_id!r} has no 'is_impossible' field, needed "
+                             "for v2.0 training.")
+        is_impossible = bool(qa["is_impossible"])
+    if is_impossible:
+        return SquadExample(qas_id, qa["question"], doc_tokens, "", -1, -1, True)
+    if len(qa["answers"]) != 1:
+        raise ValueError(f"SQuAD question {qas_id!r}: for training, each question should have "
+                         f"exactly 1 answer, it has {len(qa['answers'])}.")
+    answer = qa["answers"][0]
+    orig_answer_text = answer["text"]
+    answer_offset = answer["answer_start"]
+    answer_end = answer_offset + len(orig_answer_text) - 1
+    if not orig_answer_text or not 0 <= answer_offset <= answer_end < len(char_to_word_offset):
+        raise ValueError(f"SQuAD question {qas_id!r}: answer {orig_answer_text!r} at "
+                         f"{answer_offset} lies outside its {len(char_to_word_offset)}-character "
+                         "context.")
+    start_position = char_to_word_offset[answer_offset]
+    end_position = char_to_word_offset[answer_end]
+    # Only keep answers whose text can be recovered from the document; the rare misses come from
+    # odd Unicode, and the original skips them too.
+    actual_text = " ".join(doc_tokens[start_position:end_position + 1])
+    cleaned_answer_text = " ".join(orig_answer_text.split())
+    if actual_text.find(cleaned_answer_text) == -1:
+        logging.warning("Could not find answer of %s: %r vs. %r", qas_id, actual_text,
+                        cleaned_answer_text)
+        return None
+    return SquadExample(qas_id, qa["question"], doc_tokens, orig_answer_text, start_position,
+                        end_position, False)
 
 
 def read_squad_examples(dataset: Sequence[Mapping], is_training: bool,
                         version_2_with_negative: bool) -> list[SquadExample]:
-  """SquadExamples from the official JSON "data" list (original read_squad_examples).
+    """SquadExamples from the official JSON "data" list (original read_squad_examples).
 
-  In training each answerable question must have exactly one answer, and questions whose answer
-  text cannot be found in its words are skipped (logged).
-  """
-  examples = []
-  num_skipped = 0
-  for article in dataset:
-    for paragraph in article["paragraphs"]:
-      doc_tokens, char_to_word_offset = split_paragraph(paragraph["context"])
-      for qa in paragraph["qas"]:
-        qas_id = qa["id"]
-        start_position = end_position = orig_answer_text = None
-        is_impossible = False
-        if is_training:
-          if version_2_with_negative:
-            if "is_impossible" not in qa:
-              raise ValueError(f"SQuAD question {qas_id!r} has no 'is_impossible' field, "
-                               "needed for v2.0 training.")
-            is_impossible = bool(qa["is_impossible"])
-          if len(qa["answers"]) != 1 and not is_impossible:
-            raise ValueError(f"SQuAD question {qas_id!r}: for training, each question should "
-                             f"have exactly 1 answer, it has {len(qa['answers'])}.")
-          if not is_impossible:
-            answer = qa["answers"][0]
-            orig_answer_text = answer["text"]
-            answer_offset = answer["answer_start"]
-            answer_end = answer_offset + len(orig_answer_text) - 1
-            if not orig_answer_text or not 0 <= answer_offset <= answer_end < len(
-                char_to_word_offset):
-              raise ValueError(f"SQuAD question {qas_id!r}: answer {orig_answer_text!r} at "
-                               f"{answer_offset} lies outside its {len(char_to_word_offset)}-"
-                               "character context.")
-            start_position = char_to_word_offset[answer_offset]
-            end_position = char_to_word_offset[answer_end]
-            # Only keep answers whose text can be recovered from the document; the rare misses
-            # come from odd Unicode, and the original skips them too.
-            actual_text = " ".join(doc_tokens[start_position:end_position + 1])
-            cleaned_answer_text = " ".join(orig_answer_text.split())
-            if actual_text.find(cleaned_answer_text) == -1:
-              logging.warning("Could not find answer of %s: %r vs. %r", qas_id, actual_text,
-                              cleaned_answer_text)
-              num_skipped += 1
-              continue
-          else:
-            start_position = end_position = -1
-            orig_answer_text = ""
-        examples.append(SquadExample(
-            qas_id=qas_id,
-            question_text=qa["question"],
-            doc_tokens=doc_tokens,
-            orig_answer_text=orig_answer_text,
-            start_position=start_position,
-            end_position=end_position,
-            is_impossible=is_impossible))
-  if num_skipped:
-    logging.warning("Skipped %d training questions whose answer text is not in the context.",
-                    num_skipped)
-  return examples
+    At prediction time an example is just the question and the paragraph's words. In training
+    each answerable question must have exactly one answer, mapped to a word span; questions whose
+    answer text cannot be found in those words are skipped (logged); v2.0 impossible questions
+    get the span (-1, -1) and answer "".
+    """
+    examples = []
+    num_skipped = 0
+    for article in dataset:
+        for paragraph in article["paragraphs"]:
+            doc_tokens, char_to_word_offset = split_paragraph(paragraph["context"])
+            for qa in paragraph["qas"]:
+                if not is_training:
+                    examples.append(SquadExample(qa["id"], qa["question"], doc_tokens))
+                    continue
+                example = _training_example(qa, doc_tokens, char_to_word_offset,
+                                            version_2_with_negative)
+                if example is None:
+                    num_skipped += 1
+                else:
+                    examples.append(example)
+    if num_skipped:
+        logging.warning("Skipped %d training questions whose answer text is not in the context.",
+                        num_skipped)
+    return examples
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,53 +251,53 @@ def read_squad_examples(dataset: Sequence[Mapping], is_training: bool,
 def _improve_answer_span(doc_tokens: Sequence[str], input_start: int, input_end: int,
                          tokenizer: WordPieceTokenizer,
                          orig_answer_text: str) -> tuple[int, int]:
-  """The sub-token span inside [input_start, input_end] that spells the tokenized answer.
+    """The sub-token span inside [input_start, input_end] that spells the tokenized answer.
 
-  The character annotation projects to whole words ("(1895-1943)."), but after WordPiece the
-  answer ("1895") may match a tighter span. If nothing matches (the annotator picked "Japan"
-  out of "Japanese"), the word span stays.
-  """
-  tokenized_answer_text = " ".join(tokenizer.tokenize(orig_answer_text))
-  for new_start in range(input_start, input_end + 1):
-    for new_end in range(input_end, new_start - 1, -1):
-      if " ".join(doc_tokens[new_start:new_end + 1]) == tokenized_answer_text:
-        return new_start, new_end
-  return input_start, input_end
+    The character annotation projects to whole words ("(1895-1943)."), but after WordPiece the
+    answer ("1895") may match a tighter span. If nothing matches (the annotator picked "Japan"
+    out of "Japanese"), the word span stays.
+    """
+    tokenized_answer_text = " ".join(tokenizer.tokenize(orig_answer_text))
+    for new_start in range(input_start, input_end + 1):
+        for new_end in range(input_end, new_start - 1, -1):
+            if " ".join(doc_tokens[new_start:new_end + 1]) == tokenized_answer_text:
+                return new_start, new_end
+    return input_start, input_end
 
 
 def _check_is_max_context(doc_spans: Sequence[DocSpan], current_span_index: int,
                           position: int) -> bool:
-  """Whether `current_span_index` is the window giving token `position` the most context.
+    """Whether `current_span_index` is the window giving token `position` the most context.
 
-  A token in several windows is scored by min(left context, right context) + 0.01 * window
-  length; the first window with the best score wins.
-  """
-  best_score = None
-  best_span_index = None
-  for span_index, doc_span in enumerate(doc_spans):
-    end = doc_span.start + doc_span.length - 1
-    if position < doc_span.start or position > end:
-      continue
-    num_left_context = position - doc_span.start
-    num_right_context = end - position
-    score = min(num_left_context, num_right_context) + 0.01 * doc_span.length
-    if best_score is None or score > best_score:
-      best_score = score
-      best_span_index = span_index
-  return current_span_index == best_span_index
+    A token in several windows is scored by min(left context, right context) + 0.01 * window
+    length; the first window with the best score wins.
+    """
+    best_score = None
+    best_span_index = None
+    for span_index, doc_span in enumerate(doc_spans):
+        end = doc_span.start + doc_span.length - 1
+        if position < doc_span.start or position > end:
+            continue
+        num_left_context = position - doc_span.start
+        num_right_context = end - position
+        score = min(num_left_context, num_right_context) + 0.01 * doc_span.length
+        if best_score is None or score > best_score:
+            best_score = score
+            best_span_index = span_index
+    return current_span_index == best_span_index
 
 
 def doc_spans_of(num_doc_tokens: int, max_tokens_for_doc: int, doc_stride: int) -> list[DocSpan]:
-  """Sliding windows over the document: stride doc_stride, the last one reaching the end."""
-  doc_spans = []
-  start_offset = 0
-  while start_offset < num_doc_tokens:
-    length = min(num_doc_tokens - start_offset, max_tokens_for_doc)
-    doc_spans.append(DocSpan(start=start_offset, length=length))
-    if start_offset + length == num_doc_tokens:
-      break
-    start_offset += min(length, doc_stride)
-  return doc_spans
+    """Sliding windows over the document: stride doc_stride, the last one reaching the end."""
+    doc_spans = []
+    start_offset = 0
+    while start_offset < num_doc_tokens:
+        length = min(num_doc_tokens - start_offset, max_tokens_for_doc)
+        doc_spans.append(DocSpan(start=start_offset, length=length))
+        if start_offset + length == num_doc_tokens:
+            break
+        start_offset += min(length, doc_stride)
+    return doc_spans
 
 
 def convert_examples_to_features(
@@ -300,113 +307,113 @@ def convert_examples_to_features(
     doc_stride: int = 128,
     max_query_length: int = 64,
     is_training: bool = False) -> tuple[dict[str, np.ndarray], list[SquadFeature]]:
-  """Windows every example into fixed-length features (original convert_examples_to_features).
+    """Windows every example into fixed-length features (original convert_examples_to_features).
 
-  Returns:
-    arrays: unique_ids [F] int64; example_index [F] int32; input_ids, input_mask, segment_ids
-      [F, S] int32; in training also start_positions, end_positions, is_impossible [F] int32.
-    features: the F SquadFeatures (tokens and maps) for post-processing, in the same order.
-  """
-  if max_seq_length <= max_query_length + 3:
-    raise ValueError(f"max_seq_length ({max_seq_length}) must be greater than max_query_length "
-                     f"({max_query_length}) + 3.")
-  if doc_stride <= 0:
-    raise ValueError(f"doc_stride must be positive, got {doc_stride}.")
-  features: list[SquadFeature] = []
-  # Per feature: its input ids and where segment 1 starts (after [CLS] query [SEP]).
-  input_id_rows: list[tuple[list[int], int]] = []
-  unique_id = FIRST_UNIQUE_ID
-  for example_index, example in enumerate(examples):
-    query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
+    Returns:
+      arrays: unique_ids [F] int64; example_index [F] int32; input_ids, input_mask, segment_ids
+        [F, S] int32; in training also start_positions, end_positions, is_impossible [F] int32.
+      features: the F SquadFeatures (tokens and maps) for post-processing, in the same order.
+    """
+    if max_seq_length <= max_query_length + 3:
+        raise ValueError(f"max_seq_length ({max_seq_length}) must be greater than max_query_length "
+                         f"({max_query_length}) + 3.")
+    if doc_stride <= 0:
+        raise ValueError(f"doc_stride must be positive, got {doc_stride}.")
+    features: list[SquadFeature] = []
+    # Per feature: its input ids and where segment 1 starts (after [CLS] query [SEP]).
+    input_id_rows: list[tuple[list[int], int]] = []
+    unique_id = FIRST_UNIQUE_ID
+    for example_index, example in enumerate(examples):
+        query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
 
-    tok_to_orig_index: list[int] = []
-    orig_to_tok_index: list[int] = []
-    all_doc_tokens: list[str] = []
-    for word_index, word in enumerate(example.doc_tokens):
-      orig_to_tok_index.append(len(all_doc_tokens))
-      for sub_token in tokenizer.tokenize(word):
-        tok_to_orig_index.append(word_index)
-        all_doc_tokens.append(sub_token)
+        tok_to_orig_index: list[int] = []
+        orig_to_tok_index: list[int] = []
+        all_doc_tokens: list[str] = []
+        for word_index, word in enumerate(example.doc_tokens):
+            orig_to_tok_index.append(len(all_doc_tokens))
+            for sub_token in tokenizer.tokenize(word):
+                tok_to_orig_index.append(word_index)
+                all_doc_tokens.append(sub_token)
 
-    tok_start_position = tok_end_position = None
-    if is_training and example.is_impossible:
-      tok_start_position = tok_end_position = -1
-    if is_training and not example.is_impossible:
-      tok_start_position = orig_to_tok_index[example.start_position]
-      if example.end_position < len(example.doc_tokens) - 1:
-        tok_end_position = orig_to_tok_index[example.end_position + 1] - 1
-      else:
-        tok_end_position = len(all_doc_tokens) - 1
-      tok_start_position, tok_end_position = _improve_answer_span(
-          all_doc_tokens, tok_start_position, tok_end_position, tokenizer,
-          example.orig_answer_text)
+        tok_start_position = tok_end_position = None
+        if is_training and example.is_impossible:
+            tok_start_position = tok_end_position = -1
+        if is_training and not example.is_impossible:
+            tok_start_position = orig_to_tok_index[example.start_position]
+            if example.end_position < len(example.doc_tokens) - 1:
+                tok_end_position = orig_to_tok_index[example.end_position + 1] - 1
+            else:
+                tok_end_position = len(all_doc_tokens) - 1
+            tok_start_position, tok_end_position = _improve_answer_span(
+                all_doc_tokens, tok_start_position, tok_end_position, tokenizer,
+                example.orig_answer_text)
 
-    max_tokens_for_doc = max_seq_length - len(query_tokens) - 3  # [CLS], [SEP], [SEP]
-    doc_spans = doc_spans_of(len(all_doc_tokens), max_tokens_for_doc, doc_stride)
+        max_tokens_for_doc = max_seq_length - len(query_tokens) - 3  # [CLS], [SEP], [SEP]
+        doc_spans = doc_spans_of(len(all_doc_tokens), max_tokens_for_doc, doc_stride)
 
-    for doc_span_index, doc_span in enumerate(doc_spans):
-      tokens = ["[CLS]"] + query_tokens + ["[SEP]"]
-      token_to_orig_map: dict[int, int] = {}
-      token_is_max_context: dict[int, bool] = {}
-      for i in range(doc_span.length):
-        split_token_index = doc_span.start + i
-        token_to_orig_map[len(tokens)] = tok_to_orig_index[split_token_index]
-        token_is_max_context[len(tokens)] = _check_is_max_context(doc_spans, doc_span_index,
-                                                                  split_token_index)
-        tokens.append(all_doc_tokens[split_token_index])
-      tokens.append("[SEP]")
+        for doc_span_index, doc_span in enumerate(doc_spans):
+            tokens = ["[CLS]"] + query_tokens + ["[SEP]"]
+            token_to_orig_map: dict[int, int] = {}
+            token_is_max_context: dict[int, bool] = {}
+            for i in range(doc_span.length):
+                split_token_index = doc_span.start + i
+                token_to_orig_map[len(tokens)] = tok_to_orig_index[split_token_index]
+                token_is_max_context[len(tokens)] = _check_is_max_context(doc_spans, doc_span_index,
+                                                                          split_token_index)
+                tokens.append(all_doc_tokens[split_token_index])
+            tokens.append("[SEP]")
 
-      start_position = end_position = None
-      if is_training and not example.is_impossible:
-        doc_start = doc_span.start
-        doc_end = doc_span.start + doc_span.length - 1
-        if tok_start_position >= doc_start and tok_end_position <= doc_end:
-          doc_offset = len(query_tokens) + 2
-          start_position = tok_start_position - doc_start + doc_offset
-          end_position = tok_end_position - doc_start + doc_offset
-        else:
-          # The window misses (part of) the answer: the target is [CLS].
-          start_position = end_position = 0
-      if is_training and example.is_impossible:
-        start_position = end_position = 0
+            start_position = end_position = None
+            if is_training and not example.is_impossible:
+                doc_start = doc_span.start
+                doc_end = doc_span.start + doc_span.length - 1
+                if tok_start_position >= doc_start and tok_end_position <= doc_end:
+                    doc_offset = len(query_tokens) + 2
+                    start_position = tok_start_position - doc_start + doc_offset
+                    end_position = tok_end_position - doc_start + doc_offset
+                else:
+                    # The window misses (part of) the answer: the target is [CLS].
+                    start_position = end_position = 0
+            if is_training and example.is_impossible:
+                start_position = end_position = 0
 
-      input_id_rows.append((tokenizer.convert_tokens_to_ids(tokens), len(query_tokens) + 2))
-      features.append(SquadFeature(
-          unique_id=unique_id,
-          example_index=example_index,
-          doc_span_index=doc_span_index,
-          tokens=tokens,
-          token_to_orig_map=token_to_orig_map,
-          token_is_max_context=token_is_max_context,
-          start_position=start_position,
-          end_position=end_position,
-          is_impossible=example.is_impossible))
-      unique_id += 1
+            input_id_rows.append((tokenizer.convert_tokens_to_ids(tokens), len(query_tokens) + 2))
+            features.append(SquadFeature(
+                unique_id=unique_id,
+                example_index=example_index,
+                doc_span_index=doc_span_index,
+                tokens=tokens,
+                token_to_orig_map=token_to_orig_map,
+                token_is_max_context=token_is_max_context,
+                start_position=start_position,
+                end_position=end_position,
+                is_impossible=example.is_impossible))
+            unique_id += 1
 
-  return _features_to_arrays(features, input_id_rows, max_seq_length, is_training), features
+    return _features_to_arrays(features, input_id_rows, max_seq_length, is_training), features
 
 
 def _features_to_arrays(features: Sequence[SquadFeature],
                         input_id_rows: Sequence[tuple[list[int], int]],
                         max_seq_length: int, is_training: bool) -> dict[str, np.ndarray]:
-  num = len(features)
-  input_ids = np.zeros((num, max_seq_length), np.int32)
-  input_mask = np.zeros((num, max_seq_length), np.int32)
-  segment_ids = np.zeros((num, max_seq_length), np.int32)
-  for row, (ids, document_start) in enumerate(input_id_rows):
-    length = len(ids)
-    input_ids[row, :length] = ids
-    input_mask[row, :length] = 1
-    segment_ids[row, document_start:length] = 1  # The window and its closing [SEP].
-  arrays = {
-      "unique_ids": np.asarray([f.unique_id for f in features], np.int64),
-      "example_index": np.asarray([f.example_index for f in features], np.int32),
-      "input_ids": input_ids,
-      "input_mask": input_mask,
-      "segment_ids": segment_ids,
-  }
-  if is_training:
-    arrays["start_positions"] = np.asarray([f.start_position for f in features], np.int32)
-    arrays["end_positions"] = np.asarray([f.end_position for f in features], np.int32)
-    arrays["is_impossible"] = np.asarray([int(f.is_impossible) for f in features], np.int32)
-  return arrays
+    num = len(features)
+    input_ids = np.zeros((num, max_seq_length), np.int32)
+    input_mask = np.zeros((num, max_seq_length), np.int32)
+    segment_ids = np.zeros((num, max_seq_length), np.int32)
+    for row, (ids, document_start) in enumerate(input_id_rows):
+        length = len(ids)
+        input_ids[row, :length] = ids
+        input_mask[row, :length] = 1
+        segment_ids[row, document_start:length] = 1  # The window and its closing [SEP].
+    arrays = {
+        "unique_ids": np.asarray([f.unique_id for f in features], np.int64),
+        "example_index": np.asarray([f.example_index for f in features], np.int32),
+        "input_ids": input_ids,
+        "input_mask": input_mask,
+        "segment_ids": segment_ids,
+    }
+    if is_training:
+        arrays["start_positions"] = np.asarray([f.start_position for f in features], np.int32)
+        arrays["end_positions"] = np.asarray([f.end_position for f in features], np.int32)
+        arrays["is_impossible"] = np.asarray([int(f.is_impossible) for f in features], np.int32)
+    return arrays

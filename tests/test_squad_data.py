@@ -1,4 +1,4 @@
-"""SQuAD reading and windowed features against the original run_squad.py, window edge cases, TFDS."""
+"""SQuAD reading and windowed features against the original run_squad.py; window edges; TFDS."""
 import copy
 import json
 import os
@@ -23,53 +23,55 @@ V2_FILE = os.path.join(FIXTURES, "tiny-v2.0.json")
 
 @pytest.fixture(scope="module")
 def tokenizer():
-  return tokenization.FullTokenizer(tokenization.bundled_uncased_vocab_file(), do_lower_case=True)
+    return tokenization.FullTokenizer(tokenization.bundled_uncased_vocab_file(), do_lower_case=True)
 
 
 @pytest.fixture
 def original_flags():
-  saved = copy.copy(original_run_squad.FLAGS)
-  yield original_run_squad.FLAGS
-  original_run_squad.FLAGS = saved
+    saved = copy.copy(original_run_squad.FLAGS)
+    yield original_run_squad.FLAGS
+    original_run_squad.FLAGS = saved
 
 
 def _original_examples(path, is_training, version_2, flags):
-  flags.version_2_with_negative = version_2
-  return original_run_squad.read_squad_examples(path, is_training)
+    flags.version_2_with_negative = version_2
+    return original_run_squad.read_squad_examples(path, is_training)
 
 
 def _original_features(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
                        is_training):
-  features = []
-  original_run_squad.convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
-                                                  max_query_length, is_training, features.append)
-  return features
+    features = []
+    original_run_squad.convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
+                                                    max_query_length, is_training, features.append)
+    return features
 
 
 def test_split_paragraph_handles_tabs_double_spaces_and_narrow_nbsp():
-  data = squad.load_squad_json(V1_FILE)
-  context = data[1]["paragraphs"][0]["context"]
-  doc_tokens, char_to_word_offset = squad.split_paragraph(context)
-  assert doc_tokens == ["The", "Broncos", "defeated", "the", "Carolina", "Panthers", "24–10", "in",
-                        "Super", "Bowl", "50", "at", "Levi's", "Stadium", "in", "Santa", "Clara."]
-  assert len(char_to_word_offset) == len(context)
-  assert char_to_word_offset[:6] == [0, 0, 0, 0, 0, 1]  # "The  B": whitespace joins the left word.
-  assert char_to_word_offset[context.index("Broncos")] == 1
-  assert char_to_word_offset[context.index("\u202f")] == 10
+    data = squad.load_squad_json(V1_FILE)
+    context = data[1]["paragraphs"][0]["context"]
+    doc_tokens, char_to_word_offset = squad.split_paragraph(context)
+    assert doc_tokens == ["The", "Broncos", "defeated", "the", "Carolina", "Panthers", "24–10",
+                          "in", "Super", "Bowl", "50", "at", "Levi's", "Stadium", "in", "Santa",
+                          "Clara."]
+    assert len(char_to_word_offset) == len(context)
+    # "The  B": whitespace belongs to the word on its left.
+    assert char_to_word_offset[:6] == [0, 0, 0, 0, 0, 1]
+    assert char_to_word_offset[context.index("Broncos")] == 1
+    assert char_to_word_offset[context.index("\u202f")] == 10
 
 
 @pytest.mark.parametrize("path,version_2", [(V1_FILE, False), (V2_FILE, True)])
 @pytest.mark.parametrize("is_training", [True, False])
 def test_examples_match_original(path, version_2, is_training, original_flags):
-  ours = squad.read_squad_examples(squad.load_squad_json(path), is_training, version_2)
-  original = _original_examples(path, is_training, version_2, original_flags)
-  assert len(ours) == len(original) > 0
-  for mine, theirs in zip(ours, original):
-    assert (mine.qas_id, mine.question_text, mine.doc_tokens, mine.orig_answer_text,
-            mine.start_position, mine.end_position,
-            mine.is_impossible) == (theirs.qas_id, theirs.question_text, theirs.doc_tokens,
-                                    theirs.orig_answer_text, theirs.start_position,
-                                    theirs.end_position, theirs.is_impossible)
+    ours = squad.read_squad_examples(squad.load_squad_json(path), is_training, version_2)
+    original = _original_examples(path, is_training, version_2, original_flags)
+    assert len(ours) == len(original) > 0
+    for mine, theirs in zip(ours, original):
+        assert (mine.qas_id, mine.question_text, mine.doc_tokens, mine.orig_answer_text,
+                mine.start_position, mine.end_position,
+                mine.is_impossible) == (theirs.qas_id, theirs.question_text, theirs.doc_tokens,
+                                        theirs.orig_answer_text, theirs.start_position,
+                                        theirs.end_position, theirs.is_impossible)
 
 
 @pytest.mark.parametrize("max_seq_length,doc_stride,max_query_length", [(384, 128, 64),
@@ -80,139 +82,139 @@ def test_examples_match_original(path, version_2, is_training, original_flags):
 def test_features_match_original_field_by_field(tokenizer, original_flags, path, version_2,
                                                 is_training, max_seq_length, doc_stride,
                                                 max_query_length):
-  if max_seq_length <= max_query_length + 3:
-    with pytest.raises(ValueError, match="must be greater than max_query_length"):
-      squad.convert_examples_to_features([], tokenizer, max_seq_length, doc_stride,
-                                         max_query_length, is_training)
-    return
-  examples = squad.read_squad_examples(squad.load_squad_json(path), is_training, version_2)
-  arrays, features = squad.convert_examples_to_features(examples, tokenizer, max_seq_length,
-                                                        doc_stride, max_query_length,
-                                                        is_training)
-  original = _original_features(_original_examples(path, is_training, version_2, original_flags),
-                                tokenizer, max_seq_length, doc_stride, max_query_length,
-                                is_training)
-  assert len(features) == len(original) == arrays["input_ids"].shape[0]
-  for row, (mine, theirs) in enumerate(zip(features, original)):
-    assert mine.unique_id == theirs.unique_id == arrays["unique_ids"][row]
-    assert mine.example_index == theirs.example_index == arrays["example_index"][row]
-    assert mine.doc_span_index == theirs.doc_span_index
-    assert mine.tokens == theirs.tokens
-    assert mine.token_to_orig_map == theirs.token_to_orig_map
-    assert mine.token_is_max_context == theirs.token_is_max_context
-    assert arrays["input_ids"][row].tolist() == theirs.input_ids
-    assert arrays["input_mask"][row].tolist() == theirs.input_mask
-    assert arrays["segment_ids"][row].tolist() == theirs.segment_ids
-    assert mine.start_position == theirs.start_position
-    assert mine.end_position == theirs.end_position
-    if is_training:
-      assert arrays["start_positions"][row] == theirs.start_position
-      assert arrays["end_positions"][row] == theirs.end_position
-      assert arrays["is_impossible"][row] == int(theirs.is_impossible)
-  assert ("start_positions" in arrays) == is_training
+    if max_seq_length <= max_query_length + 3:
+        with pytest.raises(ValueError, match="must be greater than max_query_length"):
+            squad.convert_examples_to_features([], tokenizer, max_seq_length, doc_stride,
+                                               max_query_length, is_training)
+        return
+    examples = squad.read_squad_examples(squad.load_squad_json(path), is_training, version_2)
+    arrays, features = squad.convert_examples_to_features(examples, tokenizer, max_seq_length,
+                                                          doc_stride, max_query_length,
+                                                          is_training)
+    original = _original_features(_original_examples(path, is_training, version_2, original_flags),
+                                  tokenizer, max_seq_length, doc_stride, max_query_length,
+                                  is_training)
+    assert len(features) == len(original) == arrays["input_ids"].shape[0]
+    for row, (mine, theirs) in enumerate(zip(features, original)):
+        assert mine.unique_id == theirs.unique_id == arrays["unique_ids"][row]
+        assert mine.example_index == theirs.example_index == arrays["example_index"][row]
+        assert mine.doc_span_index == theirs.doc_span_index
+        assert mine.tokens == theirs.tokens
+        assert mine.token_to_orig_map == theirs.token_to_orig_map
+        assert mine.token_is_max_context == theirs.token_is_max_context
+        assert arrays["input_ids"][row].tolist() == theirs.input_ids
+        assert arrays["input_mask"][row].tolist() == theirs.input_mask
+        assert arrays["segment_ids"][row].tolist() == theirs.segment_ids
+        assert mine.start_position == theirs.start_position
+        assert mine.end_position == theirs.end_position
+        if is_training:
+            assert arrays["start_positions"][row] == theirs.start_position
+            assert arrays["end_positions"][row] == theirs.end_position
+            assert arrays["is_impossible"][row] == int(theirs.is_impossible)
+    assert ("start_positions" in arrays) == is_training
 
 
 def test_window_edges_answers_inside_across_and_outside(tokenizer):
-  """With short windows, answers sit inside some windows, cross the edge of others, miss others."""
-  examples = squad.read_squad_examples(squad.load_squad_json(V1_FILE), True, False)
-  max_seq_length, doc_stride = 24, 6
-  _, features = squad.convert_examples_to_features(examples, tokenizer, max_seq_length,
-                                                   doc_stride, 12, is_training=True)
-  relations = {"inside": 0, "across": 0, "outside": 0}
-  for feature in features:
-    example = examples[feature.example_index]
-    doc_positions = sorted(feature.token_to_orig_map)
-    window_words = {feature.token_to_orig_map[p] for p in doc_positions}
-    answer_words = set(range(example.start_position, example.end_position + 1))
-    answer_tokens = tokenizer.tokenize(example.orig_answer_text)
-    if feature.start_position > 0:
-      relations["inside"] += 1
-      span = feature.tokens[feature.start_position:feature.end_position + 1]
-      assert all(p in feature.token_to_orig_map for p in
-                 range(feature.start_position, feature.end_position + 1))
-      if example.qas_id != "q-japan":  # "Japan" cannot be split out of "japanese".
-        assert span == answer_tokens
-    else:
-      assert feature.start_position == feature.end_position == 0  # [CLS]
-      relations["across" if answer_words & window_words else "outside"] += 1
-  assert all(count > 0 for count in relations.values()), relations
-  # Every answerable question keeps at least one window that holds its whole answer.
-  assert {f.example_index for f in features if f.start_position > 0} == set(range(len(examples)))
+    """With short windows, answers sit inside some windows, cross the edge of others, miss some."""
+    examples = squad.read_squad_examples(squad.load_squad_json(V1_FILE), True, False)
+    max_seq_length, doc_stride = 24, 6
+    _, features = squad.convert_examples_to_features(examples, tokenizer, max_seq_length,
+                                                     doc_stride, 12, is_training=True)
+    relations = {"inside": 0, "across": 0, "outside": 0}
+    for feature in features:
+        example = examples[feature.example_index]
+        doc_positions = sorted(feature.token_to_orig_map)
+        window_words = {feature.token_to_orig_map[p] for p in doc_positions}
+        answer_words = set(range(example.start_position, example.end_position + 1))
+        answer_tokens = tokenizer.tokenize(example.orig_answer_text)
+        if feature.start_position > 0:
+            relations["inside"] += 1
+            span = feature.tokens[feature.start_position:feature.end_position + 1]
+            assert all(p in feature.token_to_orig_map for p in
+                       range(feature.start_position, feature.end_position + 1))
+            if example.qas_id != "q-japan":  # "Japan" cannot be split out of "japanese".
+                assert span == answer_tokens
+        else:
+            assert feature.start_position == feature.end_position == 0  # [CLS]
+            relations["across" if answer_words & window_words else "outside"] += 1
+    assert all(count > 0 for count in relations.values()), relations
+    # Every answerable question keeps at least one window that holds its whole answer.
+    assert {f.example_index for f in features if f.start_position > 0} == set(range(len(examples)))
 
 
 def test_improve_answer_span_tightens_to_wordpieces(tokenizer):
-  examples = squad.read_squad_examples(squad.load_squad_json(V1_FILE), True, False)
-  _, features = squad.convert_examples_to_features(examples, tokenizer, 384, 128, 64, True)
-  by_id = {examples[f.example_index].qas_id: f for f in features}
-  born = by_id["q-born"]
-  # The word is "(1895-1943)." but the target is the single piece "1895".
-  assert examples[born.example_index].doc_tokens[examples[born.example_index].start_position] == (
-      "(1895-1943).")
-  assert born.tokens[born.start_position:born.end_position + 1] == ["1895"]
-  owner = by_id["q-owner"]
-  assert owner.tokens[owner.start_position:owner.end_position + 1] == ["steve", "smith"]
-  japan = by_id["q-japan"]
-  assert japan.tokens[japan.start_position:japan.end_position + 1] == ["japanese"]
+    examples = squad.read_squad_examples(squad.load_squad_json(V1_FILE), True, False)
+    _, features = squad.convert_examples_to_features(examples, tokenizer, 384, 128, 64, True)
+    by_id = {examples[f.example_index].qas_id: f for f in features}
+    born = by_id["q-born"]
+    # The word is "(1895-1943)." but the target is the single piece "1895".
+    assert examples[born.example_index].doc_tokens[examples[born.example_index].start_position] == (
+        "(1895-1943).")
+    assert born.tokens[born.start_position:born.end_position + 1] == ["1895"]
+    owner = by_id["q-owner"]
+    assert owner.tokens[owner.start_position:owner.end_position + 1] == ["steve", "smith"]
+    japan = by_id["q-japan"]
+    assert japan.tokens[japan.start_position:japan.end_position + 1] == ["japanese"]
 
 
 def test_impossible_questions_target_cls_in_every_window(tokenizer):
-  examples = squad.read_squad_examples(squad.load_squad_json(V2_FILE), True, True)
-  arrays, features = squad.convert_examples_to_features(examples, tokenizer, 32, 8, 16, True)
-  impossible_rows = [row for row, f in enumerate(features) if f.is_impossible]
-  assert len(impossible_rows) > 2  # Both impossible questions, over several windows.
-  assert arrays["start_positions"][impossible_rows].tolist() == [0] * len(impossible_rows)
-  assert arrays["end_positions"][impossible_rows].tolist() == [0] * len(impossible_rows)
-  assert arrays["is_impossible"][impossible_rows].tolist() == [1] * len(impossible_rows)
+    examples = squad.read_squad_examples(squad.load_squad_json(V2_FILE), True, True)
+    arrays, features = squad.convert_examples_to_features(examples, tokenizer, 32, 8, 16, True)
+    impossible_rows = [row for row, f in enumerate(features) if f.is_impossible]
+    assert len(impossible_rows) > 2  # Both impossible questions, over several windows.
+    assert arrays["start_positions"][impossible_rows].tolist() == [0] * len(impossible_rows)
+    assert arrays["end_positions"][impossible_rows].tolist() == [0] * len(impossible_rows)
+    assert arrays["is_impossible"][impossible_rows].tolist() == [1] * len(impossible_rows)
 
 
 def test_query_truncation_and_segments(tokenizer):
-  examples = squad.read_squad_examples(squad.load_squad_json(V1_FILE), False, False)
-  arrays, features = squad.convert_examples_to_features(examples[:1], tokenizer, 64, 16, 3)
-  first = features[0]
-  assert first.tokens[:5] == ["[CLS]", "what", "year", "was", "[SEP]"]
-  length = len(first.tokens)
-  assert arrays["segment_ids"][0, :5].tolist() == [0] * 5
-  assert arrays["segment_ids"][0, 5:length].tolist() == [1] * (length - 5)
-  assert arrays["input_mask"][0].sum() == length
-  assert arrays["unique_ids"][0] == squad.FIRST_UNIQUE_ID
-  assert arrays["unique_ids"].dtype == np.int64 and arrays["input_ids"].dtype == np.int32
+    examples = squad.read_squad_examples(squad.load_squad_json(V1_FILE), False, False)
+    arrays, features = squad.convert_examples_to_features(examples[:1], tokenizer, 64, 16, 3)
+    first = features[0]
+    assert first.tokens[:5] == ["[CLS]", "what", "year", "was", "[SEP]"]
+    length = len(first.tokens)
+    assert arrays["segment_ids"][0, :5].tolist() == [0] * 5
+    assert arrays["segment_ids"][0, 5:length].tolist() == [1] * (length - 5)
+    assert arrays["input_mask"][0].sum() == length
+    assert arrays["unique_ids"][0] == squad.FIRST_UNIQUE_ID
+    assert arrays["unique_ids"].dtype == np.int64 and arrays["input_ids"].dtype == np.int32
 
 
 def test_bad_training_data_raises_with_question_id():
-  data = squad.load_squad_json(V1_FILE)
-  data[0]["paragraphs"][0]["qas"][0]["answers"].append({"text": "1943", "answer_start": 32})
-  with pytest.raises(ValueError, match="q-born.*exactly 1 answer"):
-    squad.read_squad_examples(data, True, False)
-  data = squad.load_squad_json(V1_FILE)
-  data[0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 10_000
-  with pytest.raises(ValueError, match="q-born.*outside"):
-    squad.read_squad_examples(data, True, False)
-  data = squad.load_squad_json(V2_FILE)
-  del data[0]["paragraphs"][0]["qas"][0]["is_impossible"]
-  with pytest.raises(ValueError, match="is_impossible"):
-    squad.read_squad_examples(data, True, True)
+    data = squad.load_squad_json(V1_FILE)
+    data[0]["paragraphs"][0]["qas"][0]["answers"].append({"text": "1943", "answer_start": 32})
+    with pytest.raises(ValueError, match="q-born.*exactly 1 answer"):
+        squad.read_squad_examples(data, True, False)
+    data = squad.load_squad_json(V1_FILE)
+    data[0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 10_000
+    with pytest.raises(ValueError, match="q-born.*outside"):
+        squad.read_squad_examples(data, True, False)
+    data = squad.load_squad_json(V2_FILE)
+    del data[0]["paragraphs"][0]["qas"][0]["is_impossible"]
+    with pytest.raises(ValueError, match="is_impossible"):
+        squad.read_squad_examples(data, True, True)
 
 
 def test_unrecoverable_answer_is_skipped_as_in_original(original_flags):
-  data = squad.load_squad_json(V1_FILE)
-  qa = data[0]["paragraphs"][0]["qas"][0]
-  qa["answers"][0]["text"] = "1895!"  # The words at that offset do not contain this text.
-  ours = squad.read_squad_examples(data, True, False)
-  original_flags.version_2_with_negative = False
-  original = original_run_squad.read_squad_examples(copy.deepcopy(data), True)
-  assert [e.qas_id for e in ours] == [e.qas_id for e in original]
-  assert "q-born" not in [e.qas_id for e in ours]
+    data = squad.load_squad_json(V1_FILE)
+    qa = data[0]["paragraphs"][0]["qas"][0]
+    qa["answers"][0]["text"] = "1895!"  # The words at that offset do not contain this text.
+    ours = squad.read_squad_examples(data, True, False)
+    original_flags.version_2_with_negative = False
+    original = original_run_squad.read_squad_examples(copy.deepcopy(data), True)
+    assert [e.qas_id for e in ours] == [e.qas_id for e in original]
+    assert "q-born" not in [e.qas_id for e in ours]
 
 
 def _plain(encoded):
-  """Object arrays of bytes -> lists, which tf.data.Dataset.from_generator accepts."""
-  if isinstance(encoded, dict):
-    return {key: _plain(value) for key, value in encoded.items()}
-  if isinstance(encoded, list):
-    return [_plain(value) for value in encoded]
-  if isinstance(encoded, np.ndarray) and encoded.dtype == object:
-    return _plain(encoded.tolist())
-  return encoded
+    """Object arrays of bytes -> lists, which tf.data.Dataset.from_generator accepts."""
+    if isinstance(encoded, dict):
+        return {key: _plain(value) for key, value in encoded.items()}
+    if isinstance(encoded, list):
+        return [_plain(value) for value in encoded]
+    if isinstance(encoded, np.ndarray) and encoded.dtype == object:
+        return _plain(encoded.tolist())
+    return encoded
 
 
 @pytest.mark.parametrize("version,path,generate", [
@@ -220,41 +222,42 @@ def _plain(encoded):
     ("v2.0", V2_FILE, squad_dataset_builder._generate_v2_examples),
 ])
 def test_tfds_load_gives_the_official_json(version, path, generate):
-  """TFDS's own SQuAD generator encodes the fixture; tfds.load must give back its "data" list."""
-  builder = tfds.builder(f"squad/{version}")
-  encoded = [
-      _plain(builder.info.features.encode_example(example)) for _, example in generate(path)
-  ]
+    """TFDS's own SQuAD generator encodes the fixture; tfds.load must give back its "data" list."""
+    builder = tfds.builder(f"squad/{version}")
+    encoded = [
+        _plain(builder.info.features.encode_example(example)) for _, example in generate(path)
+    ]
 
-  def as_dataset(self, *args, **kwargs):
-    del args, kwargs
-    return tf.data.Dataset.from_generator(lambda: iter(encoded),
-                                          output_types=self.info.features.dtype,
-                                          output_shapes=self.info.features.shape)
+    def as_dataset(self, *args, **kwargs):
+        del args, kwargs
+        return tf.data.Dataset.from_generator(lambda: iter(encoded),
+                                              output_types=self.info.features.dtype,
+                                              output_shapes=self.info.features.shape)
 
-  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    from_tfds = squad.load_tfds_dataset(version, "validation")
-  expected = squad.load_squad_json(path)
-  for article in expected:
-    for paragraph in article["paragraphs"]:
-      for qa in paragraph["qas"]:
-        qa.pop("plausible_answers", None)  # TFDS keeps these apart; the scorer ignores them.
-  assert from_tfds == expected
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        from_tfds = squad.load_tfds_dataset(version, "validation")
+    expected = squad.load_squad_json(path)
+    for article in expected:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                # TFDS keeps these apart; the scorer ignores them.
+                qa.pop("plausible_answers", None)
+    assert from_tfds == expected
 
 
 def test_tfds_random_mock_records_with_unpaired_answers_are_rejected():
-  # TFDS's random mock draws the answer texts and starts independently: a record no real
-  # SQuAD file can produce, which must fail loudly, naming the record.
-  with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE):
-    with pytest.raises(ValueError, match="TFDS squad record .* answer texts but .* starts"):
-      squad.load_tfds_dataset("v2.0", "validation")
-  with pytest.raises(ValueError, match="version"):
-    squad.load_tfds_dataset("v3", "train")
+    # TFDS's random mock draws the answer texts and starts independently: a record no real
+    # SQuAD file can produce, which must fail loudly, naming the record.
+    with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE):
+        with pytest.raises(ValueError, match="TFDS squad record .* answer texts but .* starts"):
+            squad.load_tfds_dataset("v2.0", "validation")
+    with pytest.raises(ValueError, match="version"):
+        squad.load_tfds_dataset("v3", "train")
 
 
 def test_json_roundtrip_of_fixture_is_official_layout():
-  with open(V2_FILE, encoding="utf-8") as json_file:
-    contents = json.load(json_file)
-  assert contents["version"] == "v2.0"
-  qa = contents["data"][0]["paragraphs"][0]["qas"][0]
-  assert set(qa) == {"id", "question", "answers", "is_impossible"}
+    with open(V2_FILE, encoding="utf-8") as json_file:
+        contents = json.load(json_file)
+    assert contents["version"] == "v2.0"
+    qa = contents["data"][0]["paragraphs"][0]["qas"][0]
+    assert set(qa) == {"id", "question", "answers", "is_impossible"}
