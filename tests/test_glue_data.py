@@ -8,7 +8,7 @@ import tensorflow as tf
 tf.config.set_visible_devices([], "GPU")
 import tensorflow_datasets as tfds  # noqa: E402
 
-from bertjax import tokenization  # noqa: E402
+from bertjax import metrics, tokenization  # noqa: E402
 from data_pipelines import finetune_input, glue  # noqa: E402
 from tests.reference import original_run_classifier  # noqa: E402
 
@@ -320,6 +320,6 @@ def test_eval_batches_cover_every_example_once_with_padding_weights():
     assert indices[weights == 0].tolist() == [-1, -1]
     # Weighted metrics see each real example exactly once.
     labels = np.concatenate([batch["label_ids"] for batch in batches])
-    assert glue.metrics.glue_metrics("sst2", labels, labels, weights=weights) == {"accuracy": 1.0}
+    assert metrics.glue_metrics("sst2", labels, labels, weights=weights) == {"accuracy": 1.0}
     with pytest.raises(ValueError, match="leading dimension"):
         next(finetune_input.eval_batches({"a": np.zeros(3), "b": np.zeros(4)}, 2))
