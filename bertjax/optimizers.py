@@ -102,7 +102,9 @@ def scale_by_adam_without_bias_correction(
     def update_fn(updates, state, params=None):
         del params
         grads32 = jax.tree.map(lambda g: g.astype(jnp.float32), updates)
-        mu = jax.tree.map(lambda m, g: b1 * m.astype(jnp.float32) + (1.0 - b1) * g, state.mu, grads32)
+        mu = jax.tree.map(
+            lambda m, g: b1 * m.astype(jnp.float32) + (1.0 - b1) * g, state.mu, grads32
+        )
         nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g), state.nu, grads32)
         new_updates = jax.tree.map(
             lambda m, v, g: (m / (jnp.sqrt(v) + eps)).astype(g.dtype), mu, nu, updates
@@ -137,7 +139,9 @@ def bert_adam(
     """
     parts = [scale_by_adam_without_bias_correction(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype)]
     if weight_decay_rate:
-        mask = functools.partial(weight_decay_mask, exclude_patterns=tuple(exclude_from_weight_decay))
+        mask = functools.partial(
+            weight_decay_mask, exclude_patterns=tuple(exclude_from_weight_decay)
+        )
         parts.append(optax.add_decayed_weights(weight_decay_rate, mask=mask))
     parts.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*parts)
@@ -254,10 +258,13 @@ def scale_by_layerwise_trust_ratio() -> optax.GradientTransformation:
         def scale(key_path, update, param):
             per_layer = encoder_layer_of(param_name(key_path)) == STACKED_LAYERS
             reduce_axes = tuple(range(1, update.ndim)) if per_layer else None
-            param_norm = jnp.sqrt(jnp.sum(jnp.square(param), axis=reduce_axes, keepdims=per_layer))
-            update_norm = jnp.sqrt(jnp.sum(jnp.square(update), axis=reduce_axes, keepdims=per_layer))
+            def norm(x):
+                return jnp.sqrt(jnp.sum(jnp.square(x), axis=reduce_axes, keepdims=per_layer))
+
+            param_norm, update_norm = norm(param), norm(update)
             zero_norm = jnp.logical_or(param_norm == 0.0, update_norm == 0.0)
-            trust_ratio = jnp.where(zero_norm, 1.0, param_norm / jnp.where(zero_norm, 1.0, update_norm))
+            safe_update_norm = jnp.where(zero_norm, 1.0, update_norm)
+            trust_ratio = jnp.where(zero_norm, 1.0, param_norm / safe_update_norm)
             return update * trust_ratio.astype(update.dtype)
 
         return jax.tree_util.tree_map_with_path(scale, updates, params), state
@@ -274,7 +281,7 @@ def lamb(
     exclude_from_weight_decay: Sequence[str] = DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformation:
-    """LAMB (You et al. 2019): bias-corrected Adam + masked decay, scaled by a per-layer trust ratio.
+    """LAMB (You et al. 2019): bias-corrected Adam + masked decay, times a per-layer trust ratio.
 
     The chain of optax.lamb with the layer-wise trust ratio above (so the scanned layout is
     handled) and a `mu_dtype` option; on the unscanned layout it is optax.lamb(...,
@@ -373,6 +380,8 @@ def create_optimizer(
     parts.append(rule)
     if layerwise_lr_decay is not None:
         if num_layers is None:
-            raise ValueError("layerwise_lr_decay needs num_layers (L, the number of encoder layers)")
+            raise ValueError(
+                "layerwise_lr_decay needs num_layers (L, the number of encoder layers)"
+            )
         parts.append(scale_by_layer_depth(layerwise_lr_decay, num_layers))
     return OptimizerAndSchedule(tx=optax.chain(*parts), schedule=learning_rate)

@@ -1,4 +1,4 @@
-"""Fine-tuning aid: re-initialise the pooler and the top encoder layers (Zhang et al. 2021).
+"""Fine-tuning aids against few-sample instability: re-initialising the top layers, and Mixout.
 
 "Revisiting Few-sample BERT Fine-tuning" (Zhang, Wu, Katiyar, Weinberger, Artzi, ICLR 2021)
 finds that the top layers of a pretrained BERT are specialised to the pretraining tasks and hurt
@@ -12,6 +12,10 @@ LayerNorm scale 1 and bias 0. Every other parameter is returned bit-identical (t
 Both param layouts are supported: `encoder/layer_{i}/...` and the scanned `encoder/layer/...`
 whose leaves stack the L layers on a leading axis. Fresh values are drawn per (layer, param
 name) from `rng`, so the two layouts get the very same new weights.
+
+Mixout ("Mixout: Effective Regularization to Finetune Large-scale Pretrained Language Models",
+Lee, Cho, Kang, ICLR 2020) is dropout towards the pretrained weights instead of towards 0; see
+`mixout`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +77,9 @@ def _reinit_scanned_layers(
     """Replaces the top slices of the leading layer axis of every leaf in `encoder/layer`."""
     leading_sizes = {jnp.shape(leaf)[0] for leaf in jax.tree.leaves(stacked)}
     if len(leading_sizes) != 1:
-        raise ValueError(f"scanned encoder/layer leaves disagree on the layer axis: {leading_sizes}")
+        raise ValueError(
+            f"scanned encoder/layer leaves disagree on the layer axis: {leading_sizes}"
+        )
     (num_layers,) = leading_sizes
     _check_count(num_layers_to_reinit, num_layers)
     if not num_layers_to_reinit:
@@ -185,3 +191,65 @@ def reinit_top_layers(
         f"expected BertModel params (with 'encoder') or a model's params with a 'bert' subtree; "
         f"got keys {sorted(params)}"
     )
+
+
+def _is_kernel(name: str) -> bool:
+    return name.endswith("/kernel") or name == "kernel"
+
+
+def mixout(
+    params: Any,
+    target_params: Any,
+    rate: float,
+    rng: jax.Array,
+    *,
+    should_mix: Callable[[str], bool] = _is_kernel,
+) -> Any:
+    """Mixout (Lee et al. 2020): swap each weight for its target value with probability `rate`.
+
+    Per element, with M ~ Bernoulli(1 - rate):
+
+        out = (M * w + (1 - M) * u - rate * u) / (1 - rate)
+
+    so a swapped element becomes exactly its target u, a kept one (w - rate * u) / (1 - rate),
+    and E[out] = w; the gradient reaching w is M / (1 - rate). As the authors' MixLinear, only
+    dense kernels are mixed by default. Use it in the training loss only, like dropout:
+    `loss_fn(mixout(params, pretrained_params, 0.7, dropout_rng), batch)`, where
+    `pretrained_params` are the params at the start of fine-tuning (a freshly initialised head
+    mixes towards its initial value). Evaluate with `params` as they are.
+
+    Args:
+      params: the params being trained.
+      target_params: u, a tree of the same structure (the pretrained / initial params).
+      rate: probability of swapping an element for its target, in [0, 1).
+      rng: a jax PRNG key, fresh per step.
+      should_mix: picks the leaves to mix by their "/"-joined name; the rest pass through.
+
+    Returns:
+      The mixed params, same structure and dtypes.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"mixout rate must be in [0, 1), got {rate}")
+    if jax.tree.structure(params) != jax.tree.structure(target_params):
+        raise ValueError(
+            "mixout target_params must have the structure of params; got "
+            f"{jax.tree.structure(target_params)} vs {jax.tree.structure(params)}"
+        )
+    if rate == 0.0:
+        return params
+
+    def mix(key_path, weight, target):
+        name = param_name(key_path)
+        if not should_mix(name):
+            return weight
+        if jnp.shape(weight) != jnp.shape(target):
+            raise ValueError(
+                f"mixout target of {name!r} has shape {jnp.shape(target)}, "
+                f"param {jnp.shape(weight)}"
+            )
+        keep = jax.random.bernoulli(_leaf_key(rng, "mixout", name), 1.0 - rate, jnp.shape(weight))
+        target = jnp.asarray(target, weight.dtype)
+        mixed = jnp.where(keep, weight, target)
+        return ((mixed - rate * target) / (1.0 - rate)).astype(weight.dtype)
+
+    return jax.tree_util.tree_map_with_path(mix, params, target_params)

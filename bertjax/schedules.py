@@ -106,5 +106,7 @@ def make_schedule(
 ) -> optax.Schedule:
     """The schedule called `name` ("bert" or "hf"), for configs that pick it by name."""
     if name not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {name!r}; expected one of {sorted(SCHEDULES)}")
+        raise ValueError(
+            f"unknown learning-rate schedule {name!r}; expected one of {sorted(SCHEDULES)}"
+        )
     return SCHEDULES[name](init_lr, num_train_steps, num_warmup_steps)

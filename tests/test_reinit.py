@@ -1,4 +1,4 @@
-"""Re-initialising the top layers and the pooler (Zhang et al. 2021), on both param layouts."""
+"""Re-initialising the top layers and pooler (Zhang et al. 2021) on both layouts; Mixout."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 
 from bertjax.optimizers import param_name
-from bertjax.reinit import reinit_top_layers
+from bertjax.reinit import mixout, reinit_top_layers
 
 NUM_LAYERS = 4
 HIDDEN, HEADS, FFN, VOCAB = 32, 4, 128, 50
@@ -28,7 +28,9 @@ def make_bert_params(seed=0, num_layers=NUM_LAYERS):
         return {
             "attention": {
                 "self": {
-                    name: {"kernel": normal(HIDDEN, HEADS, head_size), "bias": normal(HEADS, head_size)}
+                    name: {
+                        "kernel": normal(HIDDEN, HEADS, head_size), "bias": normal(HEADS, head_size)
+                    }
                     for name in ("query", "key", "value")
                 },
                 "output": {
@@ -105,8 +107,8 @@ def test_reinit_changes_exactly_the_top_layers_and_pooler_with_bert_init():
 
 
 def test_reinit_under_a_task_model_leaves_the_head_and_respects_reinit_pooler():
-    params = {"bert": make_bert_params(seed=1), "classifier": {"kernel": np.ones((HIDDEN, 3), np.float32),
-                                                                "bias": np.ones(3, np.float32)}}
+    classifier = {"kernel": np.ones((HIDDEN, 3), np.float32), "bias": np.ones(3, np.float32)}
+    params = {"bert": make_bert_params(seed=1), "classifier": classifier}
     new_params = reinit_top_layers(params, 1, jax.random.key(1), reinit_pooler=False)
     old, new = named_leaves(params), named_leaves(new_params)
     for name in old:
@@ -133,7 +135,9 @@ def test_scanned_layout_gets_the_same_new_weights():
     actual = named_leaves(scanned)
     assert actual.keys() == expected.keys()
     for name in expected:
-        np.testing.assert_array_equal(np.asarray(actual[name]), np.asarray(expected[name]), err_msg=name)
+        np.testing.assert_array_equal(
+            np.asarray(actual[name]), np.asarray(expected[name]), err_msg=name
+        )
     # The bottom layer's slice is untouched, bit for bit.
     old_query = stack_layers(params)["encoder"]["layer"]["attention"]["self"]["query"]["kernel"]
     new_query = scanned["bert"]["encoder"]["layer"]["attention"]["self"]["query"]["kernel"]
@@ -146,7 +150,9 @@ def test_reinit_is_deterministic_in_rng_and_keeps_dtype():
     first = reinit_top_layers(params, 1, jax.random.key(5))
     again = reinit_top_layers(params, 1, jax.random.key(5))
     other = reinit_top_layers(params, 1, jax.random.key(6))
-    kernel = lambda tree: np.asarray(tree["encoder"]["layer_1"]["output"]["dense"]["kernel"], np.float32)
+    def kernel(tree):
+        return np.asarray(tree["encoder"]["layer_1"]["output"]["dense"]["kernel"], np.float32)
+
     np.testing.assert_array_equal(kernel(first), kernel(again))
     assert not np.array_equal(kernel(first), kernel(other))
     assert {leaf.dtype for leaf in jax.tree.leaves(first)} == {jnp.dtype(jnp.bfloat16)}
@@ -170,3 +176,62 @@ def test_reinit_rejects_bad_input():
     broken = {**params, "encoder": {**params["encoder"], "extra": {}}}
     with pytest.raises(ValueError, match="unexpected encoder entry 'extra'"):
         reinit_top_layers(broken, 1, jax.random.key(0))
+
+
+def test_mixout_swaps_a_rate_fraction_for_the_target_and_rescales_the_rest():
+    rate = 0.7
+    rng = np.random.default_rng(7)
+    target = {  # Pretrained values u.
+        "bert": {"pooler": {"dense": {"kernel": rng.normal(size=(64, 64)).astype(np.float32),
+                                      "bias": rng.normal(size=64).astype(np.float32)}},
+                 "embeddings": {"LayerNorm": {"scale": rng.normal(size=64).astype(np.float32)}}},
+        "classifier": {"kernel": rng.normal(size=(64, 3)).astype(np.float32)},
+    }
+    params = jax.tree.map(lambda u: u + np.float32(0.5), target)  # Fine-tuned away from u.
+    mixed = mixout(params, target, rate, jax.random.key(8))
+    old, pretrained, new = named_leaves(params), named_leaves(target), named_leaves(mixed)
+    swapped_fraction = []
+    for name, w in old.items():
+        out, u = np.asarray(new[name]), pretrained[name]
+        if not name.endswith("/kernel"):
+            np.testing.assert_array_equal(out, w, err_msg=name)  # Only kernels are mixed.
+            continue
+        is_swapped = np.isclose(out, u, rtol=1e-5, atol=1e-6)
+        is_kept = np.isclose(out, (w - rate * u) / (1 - rate), rtol=1e-5, atol=1e-6)
+        assert np.all(is_swapped ^ is_kept), name  # Every element is one or the other.
+        swapped_fraction.append(is_swapped.ravel())
+    swapped = np.concatenate(swapped_fraction)
+    assert abs(swapped.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / swapped.size)
+
+
+def test_mixout_is_unbiased_and_its_gradient_is_the_rescaled_mask():
+    rate = 0.3
+    weight = {"dense": {"kernel": jnp.linspace(-1.0, 1.0, 64).reshape(8, 8)}}
+    target = {"dense": {"kernel": jnp.full((8, 8), 0.25)}}
+    keys = jax.random.split(jax.random.key(9), 4000)
+    def mixed_kernel(key):
+        return mixout(weight, target, rate, key)["dense"]["kernel"]
+
+    samples = jax.jit(jax.vmap(mixed_kernel))(keys)
+    # E[out] = w; the per-element std of out is |w - u| sqrt(rate / (1 - rate)) <= 1.25 * 0.65.
+    np.testing.assert_allclose(
+        samples.mean(0), weight["dense"]["kernel"], atol=4 * 0.82 / np.sqrt(keys.shape[0])
+    )
+
+    key = jax.random.key(10)
+    mix_and_sum = lambda w: jnp.sum(mixout(w, target, rate, key)["dense"]["kernel"])
+    grad = jax.jit(jax.grad(mix_and_sum))(weight)
+    out = mixout(weight, target, rate, key)["dense"]["kernel"]
+    kept = ~np.isclose(out, 0.25, atol=1e-7)
+    np.testing.assert_allclose(grad["dense"]["kernel"], kept / (1 - rate), rtol=1e-6)
+
+
+def test_mixout_rate_zero_and_bad_input():
+    params = {"dense": {"kernel": jnp.ones((2, 2))}}
+    assert mixout(params, params, 0.0, jax.random.key(0)) is params
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
+        mixout(params, params, 1.0, jax.random.key(0))
+    with pytest.raises(ValueError, match="structure of params"):
+        mixout(params, {"other": {"kernel": jnp.ones((2, 2))}}, 0.5, jax.random.key(0))
+    with pytest.raises(ValueError, match="has shape"):
+        mixout(params, {"dense": {"kernel": jnp.ones((3, 2))}}, 0.5, jax.random.key(0))

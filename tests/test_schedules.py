@@ -9,7 +9,7 @@ from bertjax import schedules
 
 
 def original_bert_learning_rate(init_lr, num_train_steps, num_warmup_steps, global_step):
-    """Literal NumPy (float32) transcription of google-research/bert optimization.create_optimizer."""
+    """Literal NumPy (float32) transcription of google-research/bert create_optimizer's schedule."""
     f32 = np.float32
     learning_rate = f32(init_lr)
     # tf.train.polynomial_decay(lr, global_step, num_train_steps, end_learning_rate=0.0,
@@ -37,7 +37,9 @@ def test_bert_schedule_matches_original_at_every_step(num_train_steps, num_warmu
         got = float(lr_fn(jnp.int32(step)))
         # atol relative to init_lr: XLA may divide by T as a multiply by 1/T, and 1 - t/T cancels
         # near the end of the decay, so the last steps agree to float32 eps of init_lr.
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * init_lr, err_msg=f"step {step}")
+        np.testing.assert_allclose(
+            got, expected, rtol=1e-6, atol=1e-6 * init_lr, err_msg=f"step {step}"
+        )
 
 
 def test_bert_schedule_drops_to_point_nine_after_ten_percent_warmup():
@@ -61,11 +63,15 @@ def test_hf_schedule_matches_transformers_at_every_step(num_train_steps, num_war
     hf_scheduler = transformers.get_linear_schedule_with_warmup(
         torch_optimizer, num_warmup_steps=num_warmup_steps, num_training_steps=num_train_steps
     )
-    lr_fn = jax.jit(schedules.linear_warmup_linear_decay(init_lr, num_train_steps, num_warmup_steps))
+    lr_fn = jax.jit(
+        schedules.linear_warmup_linear_decay(init_lr, num_train_steps, num_warmup_steps)
+    )
     for step in range(num_train_steps + 5):
         expected = init_lr * hf_scheduler.lr_lambdas[0](step)
         got = float(lr_fn(jnp.int32(step)))
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * init_lr, err_msg=f"step {step}")
+        np.testing.assert_allclose(
+            got, expected, rtol=1e-6, atol=1e-6 * init_lr, err_msg=f"step {step}"
+        )
 
 
 def test_hf_schedule_peaks_at_exactly_init_lr():
@@ -76,8 +82,9 @@ def test_hf_schedule_peaks_at_exactly_init_lr():
 
 
 def test_make_schedule_by_name_and_errors():
-    np.testing.assert_allclose(float(schedules.make_schedule("bert", 1.0, 10, 2)(2)), 0.8, rtol=1e-6)
-    np.testing.assert_allclose(float(schedules.make_schedule("hf", 1.0, 10, 2)(2)), 1.0, rtol=1e-6)
+    bert_lr, hf_lr = (schedules.make_schedule(name, 1.0, 10, 2) for name in ("bert", "hf"))
+    np.testing.assert_allclose(float(bert_lr(2)), 0.8, rtol=1e-6)
+    np.testing.assert_allclose(float(hf_lr(2)), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown learning-rate schedule 'cosine'"):
         schedules.make_schedule("cosine", 1.0, 10, 2)
     with pytest.raises(ValueError, match="num_warmup_steps"):
