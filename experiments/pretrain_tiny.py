@@ -28,6 +28,7 @@ def get_config(arg: str = ""):
     config.checkpoint_every_steps = 200
     if "runlocal" in arg:
         config.num_train_steps = 6
+        config.optimizer.warmup_steps = 2
         config.batch_size = 8
         config.log_every_steps = 2
         config.eval_every_steps = 3
