@@ -215,7 +215,8 @@ def _load_corpus(corpus_dir: str) -> instances_lib.TokenizedCorpus:
     def mapped(name, dtype):
       if os.path.getsize(paths[name]) == 0:
         return np.zeros([0], dtype)
-      return np.memmap(paths[name], dtype=dtype, mode="r")
+      # asarray: a plain ndarray view of the map; slicing an np.memmap is several times slower.
+      return np.asarray(np.memmap(paths[name], dtype=dtype, mode="r"))
 
     _CORPORA.clear()  # One corpus per run; do not keep old maps open.
     _CORPORA[corpus_dir] = instances_lib.TokenizedCorpus(

@@ -83,6 +83,12 @@ class InstanceSpans(NamedTuple):
   is_random_next: bool
 
 
+def _uniform_int(rng: random.Random, low: int, high: int) -> int:
+  """Uniform integer in [low, high], like rng.randint but 3x cheaper (one float draw; the
+  bias is below (high - low + 1) / 2**53)."""
+  return low + int(rng.random() * (high - low + 1))
+
+
 def _truncate_seq_pair(a_length: int, b_length: int, max_num_tokens: int,
                        rng: random.Random) -> tuple[int, int, int, int]:
   """The original truncate_seq_pair in closed form.
@@ -119,14 +125,14 @@ def create_instances_from_document(corpus: TokenizedCorpus, document_index: int,
     document_index: the document to cut into sentence pairs.
     max_seq_length: S; segments fill at most S - 3 tokens ([CLS], [SEP], [SEP]).
     short_seq_prob: probability of a random target length in [2, S - 3] for this document.
-    rng: the draws (random, randint, getrandbits) in the original's order where they matter.
+    rng: the draws (random, uniform ints, getrandbits), in the original's order.
   Returns:
     The document's sentence pairs as spans, in document order.
   """
   max_num_tokens = max_seq_length - 3
   target_seq_length = max_num_tokens
   if rng.random() < short_seq_prob:
-    target_seq_length = rng.randint(2, max_num_tokens)
+    target_seq_length = _uniform_int(rng, 2, max_num_tokens)
   starts = corpus.document_sentence_starts(document_index)
   num_sentences = len(starts) - 1
   num_documents = corpus.num_documents
@@ -138,7 +144,7 @@ def create_instances_from_document(corpus: TokenizedCorpus, document_index: int,
     current_length += starts[i + 1] - starts[i]
     if i == num_sentences - 1 or current_length >= target_seq_length:
       chunk_size = i - chunk_begin + 1
-      a_end = 1 if chunk_size < 2 else rng.randint(1, chunk_size - 1)
+      a_end = 1 if chunk_size < 2 else _uniform_int(rng, 1, chunk_size - 1)
       a_start = starts[chunk_begin]
       a_length = starts[chunk_begin + a_end] - a_start
       if chunk_size == 1 or rng.random() < 0.5:
@@ -147,11 +153,11 @@ def create_instances_from_document(corpus: TokenizedCorpus, document_index: int,
         # As the original: ten tries to avoid the same document (a one-document corpus
         # therefore pairs a document with itself).
         for _ in range(10):
-          random_document_index = rng.randint(0, num_documents - 1)
+          random_document_index = _uniform_int(rng, 0, num_documents - 1)
           if random_document_index != document_index:
             break
         random_starts = corpus.document_sentence_starts(random_document_index)
-        random_start = rng.randint(0, len(random_starts) - 2)
+        random_start = _uniform_int(rng, 0, len(random_starts) - 2)
         b_start = random_starts[random_start]
         sentence_end = random_start + 1
         while (random_starts[sentence_end] - b_start < target_b_length and
