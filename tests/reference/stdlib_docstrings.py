@@ -25,9 +25,12 @@ def stdlib_docstring_lines(modules=SAFE_STDLIB_MODULES) -> list[str]:
     lines: list[str] = []
 
     def add(obj) -> None:
-        doc = inspect.getdoc(obj)
-        if not doc:
+        # Own docstrings only: inspect.getdoc would inherit from base classes, and those vary
+        # with what else has been imported (TensorFlow registers classes with collections.abc).
+        doc = getattr(obj, "__doc__", None)
+        if not isinstance(doc, str) or not doc.strip():
             return
+        doc = inspect.cleandoc(doc)
         for line in doc.splitlines():
             if line.strip() and line not in seen:
                 seen.add(line)
