@@ -55,4 +55,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Warnings and up by default: orbax and TensorFlow log every save and graph at INFO, which
+    # drowns the progress bar. --verbosity=0 brings INFO back.
+    FLAGS.set_default("verbosity", logging.WARNING)
     app.run(main)

@@ -98,13 +98,13 @@ def _restore_or_init(config, workdir, model, tx, mesh, checkpointer):
         abstract = checkpointing.abstract_with_shardings(state, shardings)
         del state  # free the fresh params before reading the checkpoint's
         state, metadata, step = checkpointer.restore(abstract)
-        logging.info("resumed from step %d (%s)", step, checkpointer.directory)
+        logging.warning("resumed from step %d (%s)", step, checkpointer.directory)
     elif config.get("init_checkpoint"):
         from bertjax import convert  # checkpoint formats are only needed here
         _, pretrained = convert.load_any(config.init_checkpoint)
         params = merge_pretrained(state.params, pretrained, config.init_checkpoint)
         state = state.replace(params=jax.device_put(params, shardings.params))
-        logging.info("initialised params from %s", config.init_checkpoint)
+        logging.warning("initialised params from %s", config.init_checkpoint)
     return state, shardings
 
 
@@ -189,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if config.eval_every_steps and (done % config.eval_every_steps == 0
                                             or done == config.num_train_steps):
                 logger.write(done, evaluate(config, workdir, eval_fn, state.params, mesh,
-                                            per_host_batch))
+                                            per_host_batch), split="eval")
             preempted = watcher.should_stop(done)
             if preempted or done % config.checkpoint_every_steps == 0 or \
                     done == config.num_train_steps:

@@ -151,7 +151,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         grad_norm = optax.global_norm(grads)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        # The update too: a huge learning rate can turn finite gradients into inf params.
+        finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+                  & jnp.isfinite(optax.global_norm(updates)))
         already_bad = state.nonfinite_step >= 0
         keep_old = ~finite | (already_bad if nan_policy == "stop" else False)
         select = lambda new, old: jax.tree_util.tree_map(  # noqa: E731

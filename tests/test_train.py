@@ -1,0 +1,96 @@
+"""The pretraining loop end to end on the embedded corpus: runs, resumes exactly, guards NaNs."""
+
+import os
+import signal
+
+import pytest
+
+from bertjax import metric_logging, train
+from experiments import pretrain_tiny
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    """The default corpus's TFRecords, built once for every test here."""
+    return str(tmp_path_factory.mktemp("default_corpus"))
+
+
+def _config(data_cache, **overrides):
+    config = pretrain_tiny.get_config("runlocal")
+    config.data.cache_dir = data_cache
+    config.model.vocab_size = 30522
+    config.log_every_steps = 1
+    config.eval_every_steps = 0
+    config.checkpoint_every_steps = 1000
+    config.async_checkpoints = False
+    for key, value in overrides.items():
+        target = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[leaf] = value
+    return config
+
+
+def _losses(workdir):
+    return {r["step"]: r["loss"] for r in metric_logging.read_jsonl(
+        os.path.join(workdir, "metrics.jsonl")) if r["split"] == "train"}
+
+
+def test_pretrain_tiny_runs_and_logs(data_cache, tmp_path):
+    config = _config(data_cache, eval_every_steps=3)
+    last = train.train_and_evaluate(config, str(tmp_path))
+    records = metric_logging.read_jsonl(str(tmp_path / "metrics.jsonl"))
+    train_records = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train_records] == list(range(1, config.num_train_steps + 1))
+    for key in ("step", "loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "learning_rate",
+                "grad_norm", "tokens_per_sec", "mfu"):
+        assert key in train_records[-1], key
+    assert 0 < last["mlm_loss"] < 11.0  # ln(30522) = 10.3 at init, falling
+    evals = [r for r in records if r["split"] == "eval"]
+    assert evals and {"mlm_accuracy", "nsp_accuracy", "mlm_loss"} <= set(evals[0])
+    assert os.listdir(tmp_path / "tensorboard")
+    assert os.listdir(tmp_path / "checkpoints")
+
+
+def test_sigterm_resume_is_bitwise_identical(data_cache, tmp_path, monkeypatch):
+    uninterrupted = str(tmp_path / "straight")
+    train.train_and_evaluate(_config(data_cache), uninterrupted)
+
+    interrupted = str(tmp_path / "resumed")
+    original_advance = metric_logging.MetricLogger.advance
+    calls = {"n": 0}
+
+    def advance_then_sigterm(self, steps=1):
+        original_advance(self, steps)
+        calls["n"] += 1
+        if calls["n"] == 3:  # a real SIGTERM, delivered mid-run after step 3
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(metric_logging.MetricLogger, "advance", advance_then_sigterm)
+    train.train_and_evaluate(_config(data_cache), interrupted)
+    assert sorted(_losses(interrupted)) == [1, 2, 3]
+    monkeypatch.setattr(metric_logging.MetricLogger, "advance", original_advance)
+    train.train_and_evaluate(_config(data_cache), interrupted)  # the same command again
+    assert _losses(interrupted) == _losses(uninterrupted)  # bitwise: floats compared exactly
+
+
+def test_nonfinite_update_stops_naming_the_step(data_cache, tmp_path):
+    train.train_and_evaluate(_config(data_cache, num_train_steps=3, checkpoint_every_steps=1),
+                             str(tmp_path))
+    # Resume with lr 1e30: step 3's update overflows (its norm is inf), so it is never applied.
+    config = _config(data_cache, **{"optimizer.learning_rate": 1e30, "optimizer.warmup_steps": 0,
+                                    "checkpoint_every_steps": 1})
+    with pytest.raises(FloatingPointError, match=r"at step 3\b.*last good checkpoint is step 3"):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2", "3"]
+
+
+def test_nonfinite_steps_skipped_by_policy(data_cache, tmp_path):
+    config = _config(data_cache, **{"optimizer.learning_rate": 1e30, "optimizer.warmup_steps": 0,
+                                    "nan_policy": "skip"})
+    train.train_and_evaluate(config, str(tmp_path))
+    records = [r for r in metric_logging.read_jsonl(str(tmp_path / "metrics.jsonl"))
+               if r["split"] == "train"]
+    assert len(records) == config.num_train_steps
+    assert all(r["nonfinite"] == 1.0 for r in records[1:])
