@@ -158,9 +158,9 @@ class TfBertTokenizer(tf.Module):
                 ),
                 default_value=_NOT_MAPPED,
             )
-            # Only text containing a character outside this class needs the per-character
-            # table: printable ASCII plus \t \n \r, minus A-Z when lower-casing.
-            self._untouched_text = "[\t\n\r -@\\[-~]*" if do_lower_case else "[\t\n\r -~]*"
+            # Lines of printable ASCII (plus \t \n \r) need no table: ASCII lower-casing is
+            # all the original does to them.
+            self._untouched_text = "[\t\n\r -~]*"
 
     def _normalize(self, lines: tf.Tensor) -> tf.Tensor:
         """The original's per-character normalisation of lines [B] (string) -> [B] (string)."""
@@ -178,6 +178,8 @@ class TfBertTokenizer(tf.Module):
     def tokenize(self, lines: tf.Tensor) -> tf.RaggedTensor:
         """lines [B] (UTF-8 strings) -> WordPiece ids [B, (T)] int64."""
         if self._char_table is not None:
+            if self.do_lower_case:
+                lines = tf.strings.lower(lines)  # A-Z only; the table does the rest.
             untouched = tf.strings.regex_full_match(lines, self._untouched_text)
             needs_table = tf.where(~untouched)[:, 0]
             normalized = self._normalize(tf.gather(lines, needs_table))
