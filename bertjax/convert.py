@@ -35,8 +35,12 @@ import os
 import re
 from typing import Any, Iterable
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from bertjax import modeling
 from bertjax.config import BertConfig
 
 Params = dict[str, Any]
@@ -182,6 +186,12 @@ def has_heads(params: Params) -> bool:
     return "bert" in params
 
 
+def encoder_params(params: Params) -> Params:
+    """The BertModel subtree ({embeddings, encoder, pooler}) of any loaded params: what a
+    fine-tuning model's "bert" is initialised from."""
+    return params["bert"] if has_heads(params) else params
+
+
 def _encoders(params: Params) -> Iterable[dict]:
     """The `encoder` subtrees of a param tree: at the top (BertModel) or under a model's "bert"."""
     if "encoder" in params:
@@ -220,7 +230,10 @@ def stack_layers(params: Params) -> Params:
             for i, layer in enumerate(layers):
                 if path not in layer:
                     raise ValueError(f"encoder/layer_{i} lacks {'/'.join(path)}")
-            _set(stacked, path, np.stack([np.asarray(layer[path]) for layer in layers]))
+            values = [layer[path] for layer in layers]
+            # jnp keeps device arrays (and tracers) where they are; numpy stays numpy.
+            stack_fn = jnp.stack if isinstance(values[0], jax.Array) else np.stack
+            _set(stacked, path, stack_fn(values))
         return {"layer": stacked}
     return _map_encoders(params, stack)
 
@@ -238,7 +251,7 @@ def unstack_layers(params: Params) -> Params:
         unrolled: dict = {}
         for i in range(num_layers.pop()):
             for path, value in flat.items():
-                _set(unrolled, (f"layer_{i}", *path), np.asarray(value)[i])
+                _set(unrolled, (f"layer_{i}", *path), value[i])
         return unrolled
     return _map_encoders(params, unstack)
 
@@ -248,18 +261,9 @@ def to_layout(config: BertConfig, params: Params) -> Params:
     return stack_layers(params) if config.scan_layers else unstack_layers(params)
 
 
-def _model_for(config: BertConfig, with_heads: bool):
-    from bertjax import modeling  # imported late: the converters alone need no flax
-    return modeling.BertForPreTraining(config) if with_heads else modeling.BertModel(config)
-
-
 def expected_shapes(config: BertConfig, with_heads: bool) -> dict[tuple[str, ...], tuple]:
     """{path: shape} of the model's params, from `jax.eval_shape` (nothing allocated)."""
-    import flax.linen as nn
-    import jax
-    from bertjax import modeling
-
-    model = _model_for(config, with_heads)
+    model = modeling.BertForPreTraining(config) if with_heads else modeling.BertModel(config)
     abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                                  *modeling.dummy_inputs(1, 2)))
     return {path: tuple(leaf.shape)
@@ -457,7 +461,6 @@ def save_tf_checkpoint(config: BertConfig, params: Params, ckpt_prefix: str) -> 
     """Writes an original-format checkpoint (`ckpt_prefix`.index/.data-*) with the original
     variable names and shapes, through a TF1 graph and tf.compat.v1.train.Saver as the original
     code saved them, so the original run_*.py scripts and `tf.train.load_checkpoint` read it."""
-    tf = _tensorflow()
     params = unstack_layers(params)
     check_params(config.replace(scan_layers=False), params)
     flat = _flatten(params)
@@ -508,7 +511,6 @@ def save_checkpoint(config: BertConfig, params: Params, directory: str) -> None:
 def load_checkpoint(directory: str, scan_layers: bool | None = None
                     ) -> tuple[BertConfig, Params]:
     """Reads what `save_checkpoint` wrote; `scan_layers` (default: as saved) picks the layout."""
-    import jax
     import orbax.checkpoint as ocp
 
     directory = os.path.abspath(directory)
@@ -591,21 +593,14 @@ def save_any(kind: str, config: BertConfig, params: Params, output: str) -> None
 
 
 def main(argv):
-    from absl import flags
+    from absl import app, flags
     del argv
     FLAGS = flags.FLAGS
     source, target = FLAGS["from"].value, FLAGS["to"].value
-    if source == "hf":
-        config, params = load_hf(FLAGS.input)
-    elif source == "tf":
-        config_file = FLAGS.bert_config_file or os.path.join(
-            os.path.dirname(os.path.abspath(FLAGS.input)), "bert_config.json")
-        config, params = load_tf_checkpoint(FLAGS.input, config_file)
-    else:
-        config, params = load_checkpoint(FLAGS.input)
-    if FLAGS.scan_layers is not None:
-        config = config.replace(scan_layers=FLAGS.scan_layers)
-        params = to_layout(config, params)
+    if detect_format(FLAGS.input) != source:
+        raise app.UsageError(f"--input={FLAGS.input} is a {detect_format(FLAGS.input)} "
+                             f"checkpoint, not --from={source}")
+    config, params = load_any(FLAGS.input, FLAGS.scan_layers, FLAGS.bert_config_file)
     save_any(target, config, params, FLAGS.output)
     num_params = sum(int(np.size(v)) for v in _flatten(params).values())
     print(json.dumps({"from": source, "to": target, "input": FLAGS.input, "output": FLAGS.output,
