@@ -347,6 +347,8 @@ def test_stack_and_unstack_layers_are_inverse_and_scan_agrees(hf_dir, batch):
     scanned = _bertjax_outputs(config.replace(scan_layers=True), stacked, batch)
     unrolled = _bertjax_outputs(config, params, batch)
     _assert_outputs_close(scanned, unrolled, tol=1e-5)
+    assert convert.encoder_params(params) is params["bert"]
+    assert convert.encoder_params(params["bert"]) is params["bert"]
     # BertModel trees (no "bert" level) convert the same way.
     encoder_stacked = convert.stack_layers(params["bert"])
     jax.tree_util.tree_map(np.testing.assert_array_equal, encoder_stacked, stacked["bert"])
