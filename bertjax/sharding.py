@@ -52,7 +52,8 @@ def create_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None =
     """A mesh over `devices` (default: all) with axes data, fsdp, tensor.
 
     `shape` maps each axis to its size; one size may be -1 to take the remaining devices,
-    e.g. {"data": -1, "fsdp": 1, "tensor": 2}.
+    e.g. {"data": -1, "fsdp": 1, "tensor": 2}. A shape needing fewer devices than given uses
+    the first ones (with a warning); one needing more is an error.
     """
     devices = list(jax.devices() if devices is None else devices)
     unknown = set(shape) - set(MESH_AXES)
@@ -66,9 +67,15 @@ def create_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None =
         if len(devices) % known:
             raise ValueError(f"mesh shape {dict(shape)} does not divide {len(devices)} devices")
         sizes[sizes.index(-1)] = len(devices) // known
-    if int(np.prod(sizes)) != len(devices):
-        raise ValueError(f"mesh shape {dict(zip(MESH_AXES, sizes))} needs {int(np.prod(sizes))} "
+    needed = int(np.prod(sizes))
+    if needed > len(devices):
+        raise ValueError(f"mesh shape {dict(zip(MESH_AXES, sizes))} needs {needed} "
                          f"devices; {len(devices)} are available")
+    if needed < len(devices):
+        # An explicit smaller shape (e.g. {"data": 1} for a quick run) uses the first devices.
+        logging.warning("mesh %s uses %d of %d devices", dict(zip(MESH_AXES, sizes)), needed,
+                        len(devices))
+        devices = devices[:needed]
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=auto, devices=devices)
 

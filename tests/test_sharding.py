@@ -87,6 +87,7 @@ def test_mesh_shapes_and_errors():
     assert dict(mesh.shape) == {"data": 4, "fsdp": 1, "tensor": 2}
     with pytest.raises(ValueError, match="needs 16 devices"):
         sharding.create_mesh({"data": 8, "tensor": 2})
+    assert sharding.create_mesh({"data": 2}).devices.size == 2  # explicit subsets are allowed
     with pytest.raises(ValueError, match="unknown axes"):
         sharding.create_mesh({"model": 2})
     with pytest.raises(ValueError, match="not divisible"):

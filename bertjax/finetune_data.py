@@ -1,0 +1,148 @@
+"""Fine-tuning data per task family: features for training, eval splits with their scorers.
+
+`prepare(config, bert_config, tokenizer)` reads `config.data` and returns a FinetuneData whose
+task (bertjax.tasks) matches the labels, with one EvalSet per dev split whose `score` turns the
+model's predictions into the official metrics and a predictions file:
+
+  glue   TFDS `glue/<task>` (config.data.source="tfds") or the GLUE TSV folder ("tsv",
+         config.data.glue_dir); MNLI scores matched and mismatched separately.
+  squad  official JSON files (config.data.train_file / eval_file) or TFDS `squad/v1.1|v2.0`;
+         predictions via the original n-best / null-threshold post-processing, scored as the
+         official evaluate-v1.1 / v2.0 scripts.
+  ner    CoNLL-2003 files (config.data.train_file / eval_file); entity-level F1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from bertjax import metrics, squad_postprocess, tasks
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """One eval split: its features and how to turn predictions into metrics and a file."""
+
+    name: str
+    features: dict[str, np.ndarray]
+    score: Callable[[dict[str, np.ndarray]], tuple[dict[str, float], Any]]
+
+
+@dataclasses.dataclass
+class FinetuneData:
+    task: tasks.Task
+    train_features: dict[str, np.ndarray]
+    eval_sets: list[EvalSet]
+
+
+def glue_score(task_name: str, labels: np.ndarray) -> Callable:
+    """Scorer of a GLUE split: the official metrics of the predicted ids (or scores)."""
+
+    def score(predictions):
+        return metrics.glue_metrics(task_name, predictions, labels), predictions
+
+    return score
+
+
+
+
+def prepare(config, bert_config, tokenizer) -> FinetuneData:
+    family = config.task
+    if family == "glue":
+        return _glue(config, bert_config, tokenizer)
+    if family == "squad":
+        return _squad(config, bert_config, tokenizer)
+    if family == "ner":
+        return _ner(config, bert_config, tokenizer)
+    raise ValueError(f"config.task={family!r}; expected 'glue', 'squad' or 'ner'")
+
+
+def _glue(config, bert_config, tokenizer) -> FinetuneData:
+    from data_pipelines import glue
+
+    data = config.data
+    task_info = glue.get_task(data.glue_task)
+
+    def examples(split):
+        if data.source == "tsv":
+            return glue.read_tsv_examples(data.glue_dir, task_info.name, split)
+        return glue.load_tfds_examples(task_info.name, split, data.get("tfds_data_dir") or None)
+
+    def features(split):
+        return glue.convert_examples_to_features(examples(split), tokenizer,
+                                                 config.max_seq_length, task_info.label_list)
+
+    num_labels = 1 if task_info.is_regression else len(task_info.label_list)
+    eval_sets = []
+    for split in data.eval_splits:
+        split_features = features(split)
+        eval_sets.append(EvalSet(split, split_features,
+                                 glue_score(task_info.name, split_features["label_ids"])))
+    return FinetuneData(tasks.classification(bert_config, num_labels), features("train"),
+                        eval_sets)
+
+
+def _squad(config, bert_config, tokenizer) -> FinetuneData:
+    from data_pipelines import squad
+
+    data = config.data
+    v2 = data.version == "v2.0"
+
+    def dataset(split, path):
+        if path:
+            return squad.load_squad_json(path)
+        return squad.load_tfds_dataset(data.version, split, data.get("tfds_data_dir") or None)
+
+    def convert(examples, is_training):
+        return squad.convert_examples_to_features(
+            examples, tokenizer, config.max_seq_length, data.doc_stride, data.max_query_length,
+            is_training=is_training)
+
+    train_examples = squad.read_squad_examples(dataset("train", data.train_file), True, v2)
+    train_arrays, _ = convert(train_examples, True)
+    eval_json = dataset("validation", data.eval_file)
+    eval_examples = squad.read_squad_examples(eval_json, False, v2)
+    eval_arrays, eval_features = convert(eval_examples, False)
+
+    def score(predictions):
+        answers = squad_postprocess.compute_predictions(
+            eval_examples, eval_features, eval_arrays["unique_ids"],
+            predictions["start_logits"], predictions["end_logits"],
+            n_best_size=data.n_best_size, max_answer_length=data.max_answer_length,
+            do_lower_case=config.do_lower_case, version_2_with_negative=v2,
+            null_score_diff_threshold=data.null_score_diff_threshold)
+        if v2:
+            scores = metrics.squad_v2(eval_json, answers.predictions, answers.null_odds)
+        else:
+            scores = metrics.squad_v1(eval_json, answers.predictions)
+        return scores, answers.predictions
+
+    return FinetuneData(tasks.span(bert_config), train_arrays,
+                        [EvalSet("validation", eval_arrays, score)])
+
+
+def _ner(config, bert_config, tokenizer) -> FinetuneData:
+    from data_pipelines import ner
+
+    data = config.data
+    train_sentences = ner.read_conll2003(data.train_file)
+    eval_sentences = ner.read_conll2003(data.eval_file)
+    label_list = ner.CONLL2003_LABELS
+    train = ner.convert_sentences_to_features(train_sentences, tokenizer, config.max_seq_length,
+                                              label_list)
+    evaluation = ner.convert_sentences_to_features(eval_sentences, tokenizer,
+                                                   config.max_seq_length, label_list)
+
+    def score(predicted_ids):
+        tags = ner.predictions_to_word_tags(np.asarray(predicted_ids),
+                                            evaluation["word_start_positions"], eval_sentences,
+                                            label_list)
+        result = metrics.entity_f1([s.tags for s in eval_sentences], tags)
+        flat = {k: v for k, v in result.items() if isinstance(v, float)}
+        return flat, tags
+
+    return FinetuneData(tasks.token_classification(bert_config, len(label_list)), train,
+                        [EvalSet("validation", evaluation, score)])

@@ -1,0 +1,23 @@
+"""CoNLL-2003 NER fine-tuning (paper section 5.3): cased model, first sub-token labelled.
+
+    --config=experiments/finetune/ner.py --config.data.train_file=train.txt \
+        --config.data.eval_file=valid.txt --config.init_checkpoint=PATH
+"""
+
+from experiments.finetune import defaults
+
+
+def get_config(arg: str = ""):
+    config = defaults.get_config()
+    config.task = "ner"
+    config.do_lower_case = False
+    config.optimizer.learning_rate = 5e-5
+    config.num_train_epochs = 4.0
+    config.data.train_file = ""
+    config.data.eval_file = ""
+    if "runlocal" in defaults.parse_arg(arg):
+        config.batch_size = 4
+        config.eval_batch_size = 4
+        config.max_seq_length = 32
+        config.log_every_steps = 1
+    return config
