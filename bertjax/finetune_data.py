@@ -10,6 +10,7 @@ model's predictions into the official metrics and a predictions file:
          predictions via the original n-best / null-threshold post-processing, scored as the
          official evaluate-v1.1 / v2.0 scripts.
   ner    CoNLL-2003 files (config.data.train_file / eval_file); entity-level F1.
+  docstring_topics  the offline real-text task of experiments/stability; accuracy.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def prepare(config, bert_config, tokenizer) -> FinetuneData:
         return _squad(config, bert_config, tokenizer)
     if family == "ner":
         return _ner(config, bert_config, tokenizer)
-    raise ValueError(f"config.task={family!r}; expected 'glue', 'squad' or 'ner'")
+    if family == "docstring_topics":
+        return _docstring_topics(config, bert_config, tokenizer)
+    raise ValueError(f"config.task={family!r}; expected 'glue', 'squad', 'ner' or "
+                     "'docstring_topics'")
 
 
 def _glue(config, bert_config, tokenizer) -> FinetuneData:
@@ -83,6 +87,27 @@ def _glue(config, bert_config, tokenizer) -> FinetuneData:
                                  glue_score(task_info.name, split_features["label_ids"])))
     return FinetuneData(tasks.classification(bert_config, num_labels), features("train"),
                         eval_sets)
+
+
+def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
+    """The offline topic classification of stdlib docstrings (experiments/stability): real text,
+    no download; scored by accuracy."""
+    from data_pipelines import glue
+    from experiments.stability import docstring_topics
+
+    built = docstring_topics.build()
+
+    def features(examples):
+        return glue.convert_examples_to_features(examples, tokenizer, config.max_seq_length,
+                                                 built.labels)
+
+    dev = features(built.dev)
+
+    def score(predictions):
+        return {"accuracy": metrics.accuracy(predictions, dev["label_ids"])}, predictions
+
+    return FinetuneData(tasks.classification(bert_config, len(built.labels)),
+                        features(built.train), [EvalSet("validation", dev, score)])
 
 
 def _squad(config, bert_config, tokenizer) -> FinetuneData:

@@ -32,6 +32,10 @@ def _cluster_detected() -> bool:
 
 def main(argv):
     del argv
+    if not FLAGS["verbosity"].present:
+        # Warnings and up by default: orbax, clu and TensorFlow log every save and scalar at
+        # INFO, which drowns the progress bar. --verbosity=0 brings INFO back.
+        logging.set_verbosity(logging.WARNING)
     import jax  # after absl parsed flags, so XLA_FLAGS set by the launcher are in place
 
     if FLAGS.distributed == "true" or FLAGS.coordinator_address or (
@@ -55,7 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    # Warnings and up by default: orbax and TensorFlow log every save and graph at INFO, which
-    # drowns the progress bar. --verbosity=0 brings INFO back.
-    FLAGS.set_default("verbosity", logging.WARNING)
     app.run(main)

@@ -198,6 +198,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if preempted:
                 logging.warning("preempted: saved step %d; rerun the command to resume", done)
                 break
+        else:
+            # Finished: also export the params in bertjax's checkpoint format, which fine-tuning
+            # and the next pretraining phase read with --config.init_checkpoint=WORKDIR/export.
+            from bertjax import convert
+            convert.save_checkpoint(bert_config, state.params, os.path.join(workdir, "export"))
     finally:
         checkpointer.wait_until_finished()
         watcher.restore()
