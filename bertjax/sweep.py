@@ -1,0 +1,322 @@
+"""Many fine-tuning seeds in one compiled program: the engine of the stability sweeps.
+
+Fine-tuning BERT on a small task is unstable across random seeds (Devlin et al. 2018; Mosbach et
+al. 2021; Zhang et al. 2021), so stability is measured over many seeds (25 per arm in Mosbach et
+al.). Here K seeds train side by side in ONE program: the train step of bertjax.train_step is
+`jax.vmap`ped over a stacked state [K, ...] and stacked batches [K, B, ...], and the seed axis is
+laid over the mesh's "data" axis (each device, or group of devices, holds whole seeds). The step
+is pure and draws dropout from fold_in(state.rng, state.step), so the vmapped program computes
+exactly what K separate runs compute (`train_seeds(..., vectorised=False)` runs them one at a time
+for comparison).
+
+A run's seed has three components, as Dodge et al. 2020 ("Fine-Tuning Pretrained Language
+Models: Weight Initializations, Data Orders, and Early Stopping") separate them:
+  init_seed     the classifier head's initialisation (and the re-initialised top layers, if any);
+  data_seed     the order of the training examples (a fresh permutation every epoch);
+  dropout_seed  the dropout masks.
+Each defaults to the run seed; fixing one and varying the others isolates its effect.
+
+Per seed the engine records the training loss at every step, the per-layer gradient norms
+(bertjax.grad_norms, recorded inside the step) at chosen steps, and the final dev metrics.
+
+Shape legend: K seeds in one program, B batch, S sequence length, C classes, T train steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from bertjax import grad_norms, modeling, reinit, tasks, train_step
+from bertjax.optimizers import param_name
+from data_pipelines import finetune_input
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedComponents:
+    """The seed of one run and the three seeds it decomposes into (Dodge et al. 2020)."""
+
+    run_seed: int
+    init_seed: int
+    data_seed: int
+    dropout_seed: int
+
+
+def seed_components(run_seeds: Sequence[int], *, init_seed: int | None = None,
+                    data_seed: int | None = None,
+                    dropout_seed: int | None = None) -> list[SeedComponents]:
+    """One SeedComponents per run seed; a component given here is held fixed across runs."""
+    return [SeedComponents(int(seed),
+                           int(seed) if init_seed is None else int(init_seed),
+                           int(seed) if data_seed is None else int(data_seed),
+                           int(seed) if dropout_seed is None else int(dropout_seed))
+            for seed in run_seeds]
+
+
+# ------------------------------------------------------------------------------------- meshes
+def seed_mesh(seeds_per_program: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A mesh whose "data" axis holds the seed axis: as many devices as divide K evenly.
+
+    With D devices, gcd(K, D) of them are used, each holding K / gcd(K, D) whole seeds: 8 seeds
+    on a v3-8 put one seed on each core; 6 seeds on 8 devices use 2 devices with 3 seeds each.
+    Pick K a multiple of the device count to use them all.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    size = math.gcd(int(seeds_per_program), len(devices))
+    return jax.make_mesh((size, 1, 1), ("data", "fsdp", "tensor"),
+                         axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices[:size])
+
+
+def _seed_sharding(mesh: Mesh | None, tree: Any) -> Any:
+    """Every leaf [K, ...] split over "data" on its leading (seed) axis."""
+    if mesh is None:
+        return None
+    return jax.tree.map(lambda _: NamedSharding(mesh, P("data")), tree)
+
+
+# ----------------------------------------------------------------------------------- init
+def _init_keys(seed: SeedComponents) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(head init key, re-init key, dropout key) of one run."""
+    head_key = jax.random.PRNGKey(seed.init_seed)
+    return head_key, jax.random.fold_in(head_key, 1), train_step.dropout_key(seed.dropout_seed)
+
+
+def make_init_fn(task: tasks.Task, tx: optax.GradientTransformation, max_seq_length: int, *,
+                 reinit_layers: int = 0, initializer_range: float = 0.02) -> Callable:
+    """init(head_key, reinit_key, dropout_key, pretrained_bert) -> TrainState of one run.
+
+    The head (e.g. "classifier") comes from the model's own initialiser with `head_key`; the
+    encoder is `pretrained_bert` (BertModel params), with the top `reinit_layers` layers and the
+    pooler re-initialised from `reinit_key` when reinit_layers > 0 (Zhang et al. 2021). The
+    random encoder that `model.init` also draws is discarded (XLA removes it under jit).
+    """
+    dummy = modeling.dummy_inputs(1, max_seq_length)
+
+    def init(head_key, reinit_key, dropout_key, pretrained_bert):
+        params = nn.meta.unbox(task.model.init({"params": head_key}, *dummy)["params"])
+        if "bert" not in params:
+            raise ValueError(f"task model params have no 'bert' subtree: {sorted(params)}")
+        params = dict(params, bert=jax.tree.map(
+            lambda new, old: jnp.asarray(new, old.dtype), pretrained_bert, params["bert"]))
+        if reinit_layers:
+            params = reinit.reinit_top_layers(params, reinit_layers, reinit_key,
+                                              initializer_range=initializer_range)
+        return train_step.TrainState(
+            step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+            rng=dropout_key, nonfinite_step=jnp.full((), -1, jnp.int32))
+
+    return init
+
+
+def check_pretrained(task: tasks.Task, pretrained_bert: Any, max_seq_length: int) -> None:
+    """Raises ValueError naming the first tensor whose shape the model does not expect."""
+    abstract = jax.eval_shape(lambda: nn.meta.unbox(task.model.init(
+        {"params": jax.random.PRNGKey(0)}, *modeling.dummy_inputs(1, max_seq_length))["params"]))
+    expected = {param_name(path): leaf.shape
+                for path, leaf in jax.tree_util.tree_leaves_with_path(abstract["bert"])}
+    found = {param_name(path): np.shape(leaf)
+             for path, leaf in jax.tree_util.tree_leaves_with_path(pretrained_bert)}
+    for name in sorted(set(expected) | set(found)):
+        if expected.get(name) != found.get(name):
+            raise ValueError(f"pretrained tensor bert/{name}: shape {found.get(name)}, the model "
+                             f"expects {expected.get(name)}")
+
+
+# ----------------------------------------------------------------------------------- data
+def stacked_train_batches(features: Mapping[str, np.ndarray], batch_size: int,
+                          data_seeds: Sequence[int], num_epochs: int
+                          ) -> Iterator[dict[str, np.ndarray]]:
+    """Yields {name: [K, B, ...]}: batch t of each seed's own shuffled order, stacked.
+
+    Seed k's rows are exactly `finetune_input.train_batches(features, B, seed=data_seeds[k],
+    num_epochs=num_epochs)`, so a seed trains on the same batches vectorised or alone.
+    """
+    streams = [finetune_input.train_batches(features, batch_size, seed=int(seed),
+                                            num_epochs=num_epochs) for seed in data_seeds]
+    for batches in zip(*streams):
+        yield {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
+
+
+def num_train_steps(features: Mapping[str, np.ndarray], batch_size: int, num_epochs: int) -> int:
+    """T = epochs x floor(N / B) (the remainder of each epoch is dropped)."""
+    return num_epochs * (finetune_input.num_examples(features) // batch_size)
+
+
+def _training_features(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # Only what the model and loss read travel to the device.
+    keep = ("input_ids", "input_mask", "segment_ids", "label_ids")
+    missing = [name for name in keep if name not in features]
+    if missing:
+        raise ValueError(f"training features lack {missing}; have {sorted(features)}")
+    return {name: features[name] for name in keep}
+
+
+# ----------------------------------------------------------------------------------- runs
+@dataclasses.dataclass
+class SeedsResult:
+    """What `train_seeds` returns: the final stacked state and one record per seed."""
+
+    state: train_step.TrainState  # leaves [K, ...]
+    records: list[dict]
+    learning_rate: list[float]  # [T], shared by every seed
+    grad_norm_steps: list[int]
+
+
+def grad_norm_steps(total_steps: int, first_steps: int, every: int) -> list[int]:
+    """Steps whose gradient norms are kept: all of the first `first_steps`, then every `every`."""
+    if every <= 0:
+        raise ValueError(f"grad_norm_every must be positive, got {every}")
+    return [t for t in range(total_steps) if t < first_steps or t % every == 0
+            or t == total_steps - 1]
+
+
+class SeedTrainer:
+    """Compiles once, then fine-tunes any number of K-seed chunks from a pretrained encoder.
+
+    Args:
+      task: a bertjax.tasks Task (e.g. `tasks.classification(config, C)`).
+      tx, schedule: the optimizer (WITHOUT grad-norm recording: it is added here) and its
+        learning-rate schedule, e.g. from `optimizers.create_optimizer`.
+      max_seq_length: S of the features.
+      reinit_layers: re-initialise the pooler and this many top layers (0: none).
+      mesh: a mesh from `seed_mesh`; the seed axis is split over "data". None: default device.
+    """
+
+    def __init__(self, task: tasks.Task, tx: optax.GradientTransformation, schedule: Callable,
+                 *, max_seq_length: int, reinit_layers: int = 0,
+                 initializer_range: float = 0.02, mesh: Mesh | None = None):
+        self.task, self.schedule, self.mesh = task, schedule, mesh
+        self.max_seq_length = max_seq_length
+        tx = grad_norms.with_gradient_norms(tx)
+        step_fn = train_step.make_train_step(task.model, tx, schedule, forward=task.forward,
+                                             loss_sums=task.loss_sums)
+        self._init_fn = make_init_fn(task, tx, max_seq_length, reinit_layers=reinit_layers,
+                                     initializer_range=initializer_range)
+
+        def step_one(state, batch):
+            new_state, metrics = step_fn(state, batch)
+            return new_state, {"loss": metrics["loss"],
+                               "grad_norms": grad_norms.read_gradient_norms(new_state.opt_state)}
+
+        def predict_one(params, batch):
+            return task.predict(task.forward(task.model, params, batch, None, True))
+
+        self._init_one = jax.jit(self._init_fn)
+        self._step_one = jax.jit(step_one)
+        self._step_many = jax.jit(jax.vmap(step_one), donate_argnums=0)
+        self._predict_many = jax.jit(jax.vmap(predict_one, in_axes=(0, None)))
+
+    def init_states(self, pretrained_bert: Any, seeds: Sequence[SeedComponents]
+                    ) -> train_step.TrainState:
+        """The stacked initial state [K, ...] of the seeds, placed on the mesh."""
+        keys = [jnp.stack(parts) for parts in zip(*(_init_keys(seed) for seed in seeds))]
+        init_many = jax.vmap(self._init_fn, in_axes=(0, 0, 0, None))
+        abstract = jax.eval_shape(init_many, *keys, pretrained_bert)
+        return jax.jit(init_many, out_shardings=_seed_sharding(self.mesh, abstract))(
+            *keys, pretrained_bert)
+
+    def run(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
+            dev_features: Mapping[str, np.ndarray], seeds: Sequence[SeedComponents], *,
+            batch_size: int, num_epochs: int,
+            score_fn: Callable[[np.ndarray, np.ndarray], dict], eval_batch_size: int = 64,
+            vectorised: bool = True, grad_norm_first_steps: int = 50,
+            grad_norm_every: int = 10) -> SeedsResult:
+        """Fine-tunes the K `seeds` and scores each on the dev features.
+
+        Args:
+          pretrained_bert: BertModel params {embeddings, encoder, pooler}.
+          train_features, dev_features: {input_ids, input_mask, segment_ids: [N, S],
+            label_ids: [N]}.
+          seeds: the K runs.
+          batch_size, num_epochs: B and epochs; every seed takes T = epochs x floor(N / B) steps.
+          score_fn: (predictions [N], labels [N]) -> {metric: value} on the real dev examples.
+          vectorised: True runs the K seeds in one vmapped program; False one after another
+            with the unvmapped step (same results; used to check the vectorisation).
+          grad_norm_first_steps, grad_norm_every: which steps' gradient norms are recorded.
+        """
+        if not seeds:
+            raise ValueError("SeedTrainer.run needs at least one seed")
+        if np.shape(train_features["input_ids"])[1] != self.max_seq_length:
+            raise ValueError(f"train input_ids have S={np.shape(train_features['input_ids'])[1]}"
+                             f"; the trainer was built for max_seq_length={self.max_seq_length}")
+        check_pretrained(self.task, pretrained_bert, self.max_seq_length)
+        total_steps = num_train_steps(train_features, batch_size, num_epochs)
+        kept_steps = grad_norm_steps(total_steps, grad_norm_first_steps, grad_norm_every)
+        train_features = _training_features(train_features)
+        if vectorised:
+            state, history = self._train_vectorised(pretrained_bert, train_features, seeds,
+                                                    batch_size, num_epochs)
+        else:
+            state, history = self._train_sequentially(pretrained_bert, train_features, seeds,
+                                                      batch_size, num_epochs)
+        predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
+        one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                state.params)
+        groups = grad_norms.group_names(one_seed)  # bottom to top
+        nonfinite = np.asarray(state.nonfinite_step)
+        records = []
+        for k, seed in enumerate(seeds):
+            records.append({
+                **dataclasses.asdict(seed),
+                "dev_metrics": {name: float(value)
+                                for name, value in score_fn(predictions[k], labels).items()},
+                "train_loss": [float(x) for x in history["loss"][:, k]],
+                "grad_norms": {group: [float(history["grad_norms"][group][t, k])
+                                       for t in kept_steps] for group in groups},
+                "nonfinite_step": int(nonfinite[k]),
+            })
+        learning_rate = [float(x) for x in np.asarray(self.schedule(jnp.arange(total_steps)))]
+        return SeedsResult(state, records, learning_rate, kept_steps)
+
+    def _train_vectorised(self, pretrained_bert, features, seeds, batch_size, num_epochs):
+        state = self.init_states(pretrained_bert, seeds)
+        history = []
+        data_seeds = [seed.data_seed for seed in seeds]
+        for batch in stacked_train_batches(features, batch_size, data_seeds, num_epochs):
+            if self.mesh is not None:
+                batch = jax.device_put(batch, NamedSharding(self.mesh, P("data")))
+            state, metrics = self._step_many(state, batch)
+            history.append(metrics)
+        return state, _collect(history)
+
+    def _train_sequentially(self, pretrained_bert, features, seeds, batch_size, num_epochs):
+        """The same runs one at a time with the unvmapped step; results stacked as [K, ...]."""
+        states, histories = [], []
+        for seed in seeds:
+            state = self._init_one(*_init_keys(seed), pretrained_bert)
+            history = []
+            for batch in finetune_input.train_batches(features, batch_size, seed=seed.data_seed,
+                                                      num_epochs=num_epochs):
+                state, metrics = self._step_one(state, batch)
+                history.append(metrics)
+            states.append(state)
+            histories.append(_collect(history))
+        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+        return stacked, jax.tree.map(lambda *runs: np.stack(runs, axis=1), *histories)
+
+    def predict(self, stacked_params: Any, dev_features: Mapping[str, np.ndarray],
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions [K, N], labels [N]) of K stacked param sets on every dev example once."""
+        labels = np.asarray(dev_features["label_ids"])
+        dev = _training_features(dev_features)
+        chunks = []
+        for batch in finetune_input.eval_batches(dev, batch_size):
+            weight = batch.pop(finetune_input.EXAMPLE_WEIGHT_KEY)
+            if self.mesh is not None:
+                batch = jax.device_put(batch, NamedSharding(self.mesh, P()))
+            chunks.append(np.asarray(self._predict_many(stacked_params, batch))[:, weight > 0])
+        return np.concatenate(chunks, axis=1), labels
+
+
+def _collect(history: list[dict]) -> dict:
+    """Per-step device metrics -> numpy arrays [T, ...] (one transfer at the end)."""
+    history = jax.device_get(history)
+    return jax.tree.map(lambda *steps: np.stack(steps), *history)

@@ -1,0 +1,224 @@
+"""Runs the stability sweep: every arm of a config, N seeds each, K seeds per compiled program.
+
+    python -m experiments.stability.sweep \
+        --config=experiments/stability/bert_large_glue.py:task=rte,arm=all,seeds=25 \
+        --workdir=gs://bucket/stability --config.init_checkpoint=/path/to/bert-large
+
+For each arm it writes WORKDIR/<task>/<arm>.json: the arm's config, the majority-class baseline,
+the learning-rate schedule, and one record per seed (seed components, final dev metrics, the
+training loss at every step, per-layer gradient norms at the recorded steps). The file is
+rewritten after every chunk of `seeds_per_program` seeds, and a rerun skips the seeds it already
+holds (so an interrupted sweep resumes, and raising `seeds` extends one). A rerun whose config
+differs in anything but `seeds` and `seeds_per_program` is refused.
+
+The analysis (tables and plots) is `python -m experiments.stability.analyze --workdir=WORKDIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+
+from bertjax import metrics, optimizers, sweep, tasks, tokenization
+from data_pipelines import glue
+
+_RESUMABLE_KEYS = ("seeds", "seeds_per_program")
+
+
+class TaskData:
+    """Features, labels, metric and majority-class baseline of one classification task."""
+
+    def __init__(self, name: str, label_list, train_examples, dev_examples, tokenizer,
+                 max_seq_length: int, score_fn: Callable, majority_baseline: dict,
+                 description: dict):
+        self.name = name
+        self.num_labels = len(label_list)
+        self.train = glue.convert_examples_to_features(train_examples, tokenizer, max_seq_length,
+                                                       label_list)
+        self.dev = glue.convert_examples_to_features(dev_examples, tokenizer, max_seq_length,
+                                                     label_list)
+        self.score_fn = score_fn
+        self.majority_baseline = majority_baseline
+        self.description = description
+
+
+def load_task(task_config: ml_collections.ConfigDict, tokenizer) -> TaskData:
+    """docstring_topics, or a GLUE task from its TSV folder (task.data_dir) or TFDS."""
+    name, max_seq_length = task_config.name, task_config.max_seq_length
+    if name == "docstring_topics":
+        from experiments.stability import docstring_topics  # pylint: disable=import-outside-toplevel
+        topics = docstring_topics.build(max_train_per_topic=task_config.max_train_per_topic,
+                                        max_dev_per_topic=task_config.max_dev_per_topic)
+        labels = topics.labels
+        baseline = {"accuracy": docstring_topics.majority_baseline_accuracy(
+            [example.label for example in topics.dev])}
+        return TaskData(name, labels, topics.train, topics.dev, tokenizer, max_seq_length,
+                        lambda p, l: {"accuracy": metrics.accuracy(p, l)}, baseline,
+                        topics.describe())
+    task = glue.get_task(name)
+    if task.is_regression:
+        raise ValueError(f"GLUE {name} is a regression task; the stability sweep classifies")
+    if task_config.data_dir:
+        read = lambda split: glue.read_tsv_examples(task_config.data_dir, name, split)  # noqa: E731
+        source = task_config.data_dir
+    else:
+        read = lambda split: glue.load_tfds_examples(  # noqa: E731
+            name, split, task_config.tfds_data_dir or None)
+        source = f"tfds:{task.tfds_name}"
+    train_examples, dev_examples = read("train"), read("validation")
+    dev_labels = glue.label_ids_of(name, dev_examples)
+    description = {"name": name, "source": source, "num_train": len(train_examples),
+                   "num_dev": len(dev_examples)}
+    return TaskData(name, task.label_list, train_examples, dev_examples, tokenizer,
+                    max_seq_length, lambda p, l: metrics.glue_metrics(name, p, l),
+                    glue.majority_class_baseline(name, dev_labels), description)
+
+
+def load_pretrained(init_checkpoint: str):
+    """(BertConfig, BertModel params) from any checkpoint format; heads are dropped."""
+    from bertjax import convert  # pylint: disable=import-outside-toplevel
+    if not init_checkpoint:
+        raise ValueError("config.init_checkpoint is empty: the sweep fine-tunes a pretrained "
+                         "checkpoint (HF folder, original TF prefix or bertjax checkpoint)")
+    bert_config, params = convert.load_any(init_checkpoint)
+    return bert_config, params["bert"] if "bert" in params else params
+
+
+def restrict_vocabulary(pretrained: dict, *feature_dicts: dict) -> tuple[dict, list[dict]]:
+    """Keeps only the word-embedding rows the features use, and renumbers their input_ids.
+
+    Exact for fine-tuning a classifier: a row that no input looks up has a zero gradient, adds
+    nothing to the clipped global norm and never reaches an output; only its own weight decay
+    would touch it. Dropping those rows (30,522 -> a few thousand for a small task) removes
+    most of the Adam update's memory traffic, which dominates a small model's step on a CPU.
+
+    Returns (pretrained params with embeddings/word_embeddings/embedding [V', H], the feature
+    dicts with input_ids mapped into [0, V')); id 0 ([PAD]) keeps id 0.
+    """
+    used = np.unique(np.concatenate([np.ravel(f["input_ids"]) for f in feature_dicts] + [[0]]))
+    new_id = np.zeros(int(used.max()) + 1, np.int32)
+    new_id[used] = np.arange(used.size, dtype=np.int32)
+    table = pretrained["embeddings"]["word_embeddings"]["embedding"]
+    embeddings = dict(pretrained["embeddings"],
+                      word_embeddings={"embedding": np.asarray(table)[used]})
+    remapped = [dict(f, input_ids=new_id[f["input_ids"]]) for f in feature_dicts]
+    return dict(pretrained, embeddings=embeddings), remapped
+
+
+def _comparable(config_dict: dict) -> dict:
+    values = json.loads(json.dumps(config_dict))
+    for key in _RESUMABLE_KEYS:
+        values.pop(key, None)
+    return values
+
+
+def _load_existing(path: str, config_dict: dict) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        existing = json.load(f)
+    old, new = _comparable(existing["config"]), _comparable(config_dict)
+    if old != new:
+        differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ValueError(f"{path} was written by a different config (keys {differing} differ); "
+                         "use another workdir or delete the file")
+    return existing["records"]
+
+
+def _write_json(path: str, value: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)  # a crash mid-write never leaves a truncated file
+
+
+def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pretrained,
+            workdir: str) -> str:
+    """Trains every missing seed of one arm (config from `arms.arm_config`); returns its path."""
+    path = os.path.join(workdir, data.name, f"{config.arm}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    records = _load_existing(path, config.to_dict())
+    done = {record["run_seed"] for record in records}
+    run_seeds = list(range(config.first_seed, config.first_seed + config.seeds))
+    fixed = {name: (None if config[name] < 0 else config[name])
+             for name in ("init_seed", "data_seed", "dropout_seed")}
+    todo = [seed for seed in sweep.seed_components(run_seeds, **fixed) if seed.run_seed not in done]
+
+    total_steps = sweep.num_train_steps(data.train, config.batch_size, config.num_epochs)
+    opt = config.optimizer
+    optimizer = optimizers.create_optimizer(
+        opt.learning_rate, total_steps, int(opt.warmup_proportion * total_steps),
+        optimizer=opt.name, schedule=opt.schedule, weight_decay_rate=opt.weight_decay_rate,
+        clip_norm=opt.clip_norm, layerwise_lr_decay=opt.layerwise_lr_decay or None,
+        num_layers=bert_config.num_hidden_layers)
+    per_program = min(config.seeds_per_program, max(len(todo), 1))
+    trainer = sweep.SeedTrainer(
+        tasks.classification(bert_config, data.num_labels), optimizer.tx, optimizer.schedule,
+        max_seq_length=config.task.max_seq_length, reinit_layers=config.reinit_layers,
+        initializer_range=bert_config.initializer_range, mesh=sweep.seed_mesh(per_program))
+    header = {"task": data.name, "arm": config.arm, "config": config.to_dict(),
+              "primary_metric": config.task.primary_metric,
+              "majority_baseline": data.majority_baseline, "task_description": data.description,
+              "num_train_steps": total_steps}
+    chunk_seconds = []
+    for start in range(0, len(todo), per_program):
+        chunk = todo[start:start + per_program]
+        # The last chunk is padded with copies of its last seed (results dropped), so every
+        # chunk has the same shapes and reuses the compiled program.
+        padded = chunk + [chunk[-1]] * (per_program - len(chunk))
+        began = time.time()
+        result = trainer.run(pretrained, data.train, data.dev, padded,
+                             batch_size=config.batch_size, num_epochs=config.num_epochs,
+                             score_fn=data.score_fn, eval_batch_size=config.eval_batch_size,
+                             grad_norm_first_steps=config.grad_norm_first_steps,
+                             grad_norm_every=config.grad_norm_every)
+        chunk_seconds.append(time.time() - began)
+        records = sorted(records + result.records[:len(chunk)], key=lambda r: r["run_seed"])
+        _write_json(path, {**header, "learning_rate": result.learning_rate,
+                           "grad_norm_steps": result.grad_norm_steps,
+                           "chunk_seconds": chunk_seconds, "records": records})
+        scores = [r["dev_metrics"][config.task.primary_metric] for r in result.records[:len(chunk)]]
+        logging.info("%s/%s seeds %s: %s = %s (%.0f s)", data.name, config.arm,
+                     [s.run_seed for s in chunk], config.task.primary_metric,
+                     np.round(scores, 4).tolist(), chunk_seconds[-1])
+    if not todo:
+        logging.info("%s: all %d seeds done", path, len(run_seeds))
+    return path
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+    """Runs every arm of `config.arms`; returns the per-arm JSON paths."""
+    from experiments.stability import arms  # pylint: disable=import-outside-toplevel
+    bert_config, pretrained = load_pretrained(config.init_checkpoint)
+    vocab_file = config.vocab_file or os.path.join(config.init_checkpoint, "vocab.txt")
+    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    data = load_task(config.task, tokenizer)
+    if config.restrict_vocabulary:
+        pretrained, (data.train, data.dev) = restrict_vocabulary(pretrained, data.train, data.dev)
+        bert_config = bert_config.replace(vocab_size=int(
+            pretrained["embeddings"]["word_embeddings"]["embedding"].shape[0]))
+        logging.info("vocabulary restricted to the %d ids the task uses", bert_config.vocab_size)
+    return [run_arm(arms.arm_config(config, arm), data, bert_config, pretrained, workdir)
+            for arm in config.arms]
+
+
+def main(argv):
+    del argv
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    logging.getLogger().setLevel(logging.INFO)
+    run(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", None, "Stability sweep config file.")
+    flags.DEFINE_string("workdir", None, "Where the per-arm JSON files go.")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
