@@ -35,9 +35,9 @@ from absl import app, flags
 from bertjax import fast_tokenization, tokenization
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_ROOT, "tests"))  # the vendored original and the docstring corpus
-from reference import original_tokenization  # noqa: E402
-from reference.stdlib_docstrings import stdlib_docstring_lines  # noqa: E402
+sys.path.insert(0, _ROOT)  # tests.reference: the vendored original and the docstring corpus
+from tests.reference import original_tokenization  # noqa: E402
+from tests.reference.stdlib_docstrings import stdlib_docstring_lines  # noqa: E402
 
 flags.DEFINE_string("corpus", "python_docs", "python_docs, stdlib_docstrings, or a text file path.")
 flags.DEFINE_integer("timing_lines", 20000, "Lines timed for every tokenizer (the original is slow).")

@@ -167,15 +167,19 @@ def build_vocab(
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_file", None, "Comma-separated text files or globs, one sentence per line.")
-flags.DEFINE_string("output_file", None, "vocab.txt to write (or the .model for sentencepiece).")
-flags.DEFINE_integer("vocab_size", 30522, "Maximum vocab size, special tokens included.")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased model).")
-flags.DEFINE_enum("algorithm", "wordpiece", list(ALGORITHMS), "Vocab learner.")
-flags.DEFINE_integer("min_frequency", 2, "WordPiece: lowest count threshold the learner may use.")
-flags.DEFINE_integer("num_unused_tokens", 0, "WordPiece: [unusedN] placeholders after the specials.")
-flags.DEFINE_enum("sentencepiece_model_type", "unigram", list(sentencepiece_tokenizer.MODEL_TYPES),
-                  "SentencePiece segmentation model.")
+
+
+def _define_flags() -> None:
+    """Defined only when run as a command, so importing this module claims no absl flags."""
+    flags.DEFINE_string("input_file", None, "Comma-separated text files or globs, one sentence per line.")
+    flags.DEFINE_string("output_file", None, "vocab.txt to write (or the .model for sentencepiece).")
+    flags.DEFINE_integer("vocab_size", 30522, "Maximum vocab size, special tokens included.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased model).")
+    flags.DEFINE_enum("algorithm", "wordpiece", list(ALGORITHMS), "Vocab learner.")
+    flags.DEFINE_integer("min_frequency", 2, "WordPiece: lowest count threshold the learner may use.")
+    flags.DEFINE_integer("num_unused_tokens", 0, "WordPiece: [unusedN] placeholders after the specials.")
+    flags.DEFINE_enum("sentencepiece_model_type", "unigram", list(sentencepiece_tokenizer.MODEL_TYPES),
+                      "SentencePiece segmentation model.")
 
 
 def main(argv):
@@ -189,5 +193,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     flags.mark_flags_as_required(["input_file", "output_file"])
     app.run(main)

@@ -19,11 +19,16 @@ from absl import app, flags
 from bertjax import config as config_lib
 from bertjax import param_count
 
-flags.DEFINE_string("model", "all",
-                    f"A preset ({', '.join(config_lib.PRESETS)}) or 'all'.")
-flags.DEFINE_integer("vocab_size", 30522, "V: 30,522 uncased WordPiece, 28,996 cased.")
-flags.DEFINE_bool("json", False, "Print the rows as a JSON list instead of tables.")
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """Defined only when run as a command: importing this module (tests, notebooks) must not
+    claim global absl flag names such as --vocab_size."""
+    flags.DEFINE_string("model", "all",
+                        f"A preset ({', '.join(config_lib.PRESETS)}) or 'all'.")
+    flags.DEFINE_integer("vocab_size", 30522, "V: 30,522 uncased WordPiece, 28,996 cased.")
+    flags.DEFINE_bool("json", False, "Print the rows as a JSON list instead of tables.")
 
 # (label, component key); per-layer rows are for one layer.
 _BREAKDOWN = (
@@ -85,4 +90,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

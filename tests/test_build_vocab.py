@@ -10,7 +10,7 @@ import pytest
 
 from bertjax import sentencepiece_tokenizer, tokenization
 from data_pipelines import build_vocab
-from reference.stdlib_docstrings import stdlib_docstring_lines
+from tests.reference.stdlib_docstrings import stdlib_docstring_lines
 
 TRAIN_LINES = 900
 WORDPIECE_VOCAB_SIZE = 600

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from bertjax import fast_tokenization, tokenization
-from reference.stdlib_docstrings import stdlib_docstring_lines
+from tests.reference.stdlib_docstrings import stdlib_docstring_lines
 
 # Every code point of the BMP, the CJK extension planes and the tag block, each between two
 # letters so that joining, splitting and folding all show.

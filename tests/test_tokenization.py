@@ -5,8 +5,8 @@ import collections
 import pytest
 
 from bertjax import tokenization
-from reference import original_tokenization
-from reference.stdlib_docstrings import stdlib_docstring_lines
+from tests.reference import original_tokenization
+from tests.reference.stdlib_docstrings import stdlib_docstring_lines
 
 UNICODE_EDGE_CASES = [
     # accents, precomposed and decomposed
