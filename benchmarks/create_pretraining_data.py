@@ -7,6 +7,7 @@ converted to the documents format by data_pipelines/corpora.py; without them, th
 library's docstrings. Both scripts run as fresh subprocesses with the same flags (S=128,
 P=20) and are timed wall-clock, interpreter start and imports included. Prints JSON.
 """
+
 import json
 import os
 import re
@@ -31,56 +32,82 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _timed(command):
-  start = time.perf_counter()
-  result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=_ROOT)
-  return time.perf_counter() - start, result
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=_ROOT)
+    return time.perf_counter() - start, result
 
 
 def main(argv):
-  del argv
-  work = tempfile.mkdtemp(prefix="bench_cpd_")
-  corpus = os.path.join(work, "corpus.txt")
-  sources = corpora.python_docs_sources_dir()
-  if sources:
-    corpus_name = f"python3.11-doc reST ({sources})"
-    counts = corpora.write_documents(corpora.rst_file_documents([sources]), corpus)
-  else:
-    corpus_name = "stdlib docstrings (python3.11-doc not installed)"
-    counts = corpora.write_documents(corpora.stdlib_docstring_documents(), corpus)
-  corpus_megabytes = os.path.getsize(corpus) / 1e6
-  vocab_file = corpora.default_vocab_file()
-  common = [f"--input_file={corpus}", f"--vocab_file={vocab_file}", "--do_lower_case",
-            f"--max_seq_length={FLAGS.max_seq_length}",
-            f"--max_predictions_per_seq={FLAGS.max_predictions_per_seq}",
-            f"--dupe_factor={FLAGS.dupe_factor}", "--random_seed=12345"]
-  ours_seconds, ours_run = _timed(
-      [sys.executable, "-m", "data_pipelines.create_pretraining_data", *common,
-       f"--output_file={os.path.join(work, 'ours.tfrecord')}",
-       f"--num_workers={FLAGS.num_workers}", "--noprogress"])
-  summary = json.loads(ours_run.stdout)
-  report = dict(
-      corpus=corpus_name, corpus_megabytes=corpus_megabytes, documents=counts["documents"],
-      sentences=counts["sentences"], dupe_factor=FLAGS.dupe_factor,
-      max_seq_length=FLAGS.max_seq_length, cpu_count=os.cpu_count(),
-      ours=dict(seconds=ours_seconds, instances=summary["instances"],
-                instances_per_second=summary["instances"] / ours_seconds,
-                megabytes_per_second=corpus_megabytes / ours_seconds,
-                tokenize_seconds=summary["tokenize_seconds"],
-                num_workers=summary["num_workers"]))
-  if FLAGS.run_original:
-    original_seconds, original_run = _timed(
-        [sys.executable, os.path.join(_ROOT, "tests", "reference",
-                                      "original_create_pretraining_data.py"), *common,
-         f"--output_file={os.path.join(work, 'original.tfrecord')}"])
-    written = re.search(r"Wrote (\d+) total instances", original_run.stderr)
-    original_instances = int(written.group(1)) if written else None
-    report["original"] = dict(
-        seconds=original_seconds, instances=original_instances,
-        instances_per_second=original_instances / original_seconds if written else None,
-        megabytes_per_second=corpus_megabytes / original_seconds)
-    report["speedup"] = original_seconds / ours_seconds
-  print(json.dumps(report, indent=1))
+    del argv
+    work = tempfile.mkdtemp(prefix="bench_cpd_")
+    corpus = os.path.join(work, "corpus.txt")
+    sources = corpora.python_docs_sources_dir()
+    if sources:
+        corpus_name = f"python3.11-doc reST ({sources})"
+        counts = corpora.write_documents(corpora.rst_file_documents([sources]), corpus)
+    else:
+        corpus_name = "stdlib docstrings (python3.11-doc not installed)"
+        counts = corpora.write_documents(corpora.stdlib_docstring_documents(), corpus)
+    corpus_megabytes = os.path.getsize(corpus) / 1e6
+    vocab_file = corpora.default_vocab_file()
+    common = [
+        f"--input_file={corpus}",
+        f"--vocab_file={vocab_file}",
+        "--do_lower_case",
+        f"--max_seq_length={FLAGS.max_seq_length}",
+        f"--max_predictions_per_seq={FLAGS.max_predictions_per_seq}",
+        f"--dupe_factor={FLAGS.dupe_factor}",
+        "--random_seed=12345",
+    ]
+    ours_seconds, ours_run = _timed(
+        [
+            sys.executable,
+            "-m",
+            "data_pipelines.create_pretraining_data",
+            *common,
+            f"--output_file={os.path.join(work, 'ours.tfrecord')}",
+            f"--num_workers={FLAGS.num_workers}",
+            "--noprogress",
+        ]
+    )
+    summary = json.loads(ours_run.stdout)
+    report = dict(
+        corpus=corpus_name,
+        corpus_megabytes=corpus_megabytes,
+        documents=counts["documents"],
+        sentences=counts["sentences"],
+        dupe_factor=FLAGS.dupe_factor,
+        max_seq_length=FLAGS.max_seq_length,
+        cpu_count=os.cpu_count(),
+        ours=dict(
+            seconds=ours_seconds,
+            instances=summary["instances"],
+            instances_per_second=summary["instances"] / ours_seconds,
+            megabytes_per_second=corpus_megabytes / ours_seconds,
+            tokenize_seconds=summary["tokenize_seconds"],
+            num_workers=summary["num_workers"],
+        ),
+    )
+    if FLAGS.run_original:
+        original_seconds, original_run = _timed(
+            [
+                sys.executable,
+                os.path.join(_ROOT, "tests", "reference", "original_create_pretraining_data.py"),
+                *common,
+                f"--output_file={os.path.join(work, 'original.tfrecord')}",
+            ]
+        )
+        written = re.search(r"Wrote (\d+) total instances", original_run.stderr)
+        original_instances = int(written.group(1)) if written else None
+        report["original"] = dict(
+            seconds=original_seconds,
+            instances=original_instances,
+            instances_per_second=original_instances / original_seconds if written else None,
+            megabytes_per_second=corpus_megabytes / original_seconds,
+        )
+        report["speedup"] = original_seconds / ours_seconds
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

@@ -14,6 +14,7 @@ joined into one line, then cut after ".", "!" or "?" (optionally followed by a c
 or bracket) when whitespace and then an upper-case letter, digit, quote or bracket follow.
 It is a heuristic (abbreviations like "e.g. Foo" are cut), adequate for NSP pretraining.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,65 +32,67 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def split_sentences(paragraph: str) -> list[str]:
-  """Sentences of one paragraph (see the module docstring for the rule)."""
-  paragraph = _WHITESPACE.sub(" ", paragraph).strip()
-  if not paragraph:
-    return []
-  pieces = _SENTENCE_END.split(paragraph)
-  # split() keeps the captured closing quote/bracket as its own item: glue it back.
-  sentences, index = [], 0
-  while index < len(pieces):
-    sentence = pieces[index] + (pieces[index + 1] if index + 1 < len(pieces) else "")
-    sentences.append(sentence.strip())
-    index += 2
-  return [sentence for sentence in sentences if sentence]
+    """Sentences of one paragraph (see the module docstring for the rule)."""
+    paragraph = _WHITESPACE.sub(" ", paragraph).strip()
+    if not paragraph:
+        return []
+    pieces = _SENTENCE_END.split(paragraph)
+    # split() keeps the captured closing quote/bracket as its own item: glue it back.
+    sentences, index = [], 0
+    while index < len(pieces):
+        sentence = pieces[index] + (pieces[index + 1] if index + 1 < len(pieces) else "")
+        sentences.append(sentence.strip())
+        index += 2
+    return [sentence for sentence in sentences if sentence]
 
 
 def text_to_sentences(text: str) -> list[str]:
-  """Paragraphs (blank-line separated) of plain text -> sentences."""
-  sentences = []
-  for paragraph in re.split(r"\n\s*\n", text):
-    sentences.extend(split_sentences(paragraph))
-  return sentences
+    """Paragraphs (blank-line separated) of plain text -> sentences."""
+    sentences = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        sentences.extend(split_sentences(paragraph))
+    return sentences
 
 
 def write_documents(documents: Iterable[list[str]], path: str) -> dict:
-  """Writes documents (lists of sentences) in the documents format; returns counts."""
-  num_documents = num_sentences = 0
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as writer:
-    for document in documents:
-      sentences = [s.replace("\n", " ").strip() for s in document]
-      sentences = [s for s in sentences if s]
-      if not sentences:
-        continue
-      writer.write("\n".join(sentences) + "\n\n")
-      num_documents += 1
-      num_sentences += len(sentences)
-  return dict(documents=num_documents, sentences=num_sentences, path=path)
+    """Writes documents (lists of sentences) in the documents format; returns counts."""
+    num_documents = num_sentences = 0
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as writer:
+        for document in documents:
+            sentences = [s.replace("\n", " ").strip() for s in document]
+            sentences = [s for s in sentences if s]
+            if not sentences:
+                continue
+            writer.write("\n".join(sentences) + "\n\n")
+            num_documents += 1
+            num_sentences += len(sentences)
+    return dict(documents=num_documents, sentences=num_sentences, path=path)
 
 
 def _files_under(paths: Iterable[str], suffix: str) -> list[str]:
-  files = []
-  for path in paths:
-    if os.path.isdir(path):
-      for root, directories, names in os.walk(path):
-        directories.sort()
-        files.extend(os.path.join(root, name) for name in sorted(names) if name.endswith(suffix))
-    elif os.path.isfile(path):
-      files.append(path)
-    else:
-      raise FileNotFoundError(f"no such file or folder: {path}")
-  return files
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, directories, names in os.walk(path):
+                directories.sort()
+                files.extend(
+                    os.path.join(root, name) for name in sorted(names) if name.endswith(suffix)
+                )
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return files
 
 
 def text_file_documents(paths: Iterable[str], suffix: str = ".txt") -> Iterator[list[str]]:
-  """One document per plain text file (folders are searched for `suffix` files, sorted)."""
-  for path in _files_under(paths, suffix):
-    with open(path, encoding="utf-8") as reader:
-      sentences = text_to_sentences(reader.read())
-    if sentences:
-      yield sentences
+    """One document per plain text file (folders are searched for `suffix` files, sorted)."""
+    for path in _files_under(paths, suffix):
+        with open(path, encoding="utf-8") as reader:
+            sentences = text_to_sentences(reader.read())
+        if sentences:
+            yield sentences
 
 
 _RST_SECTION_LINE = re.compile(r"^([=\-~^\"'`#*+<>:._])\1{2,}\s*$")
@@ -100,170 +103,238 @@ _RST_EMPHASIS = re.compile(r"\*{1,2}([^*]+)\*{1,2}")
 
 
 def rst_to_sentences(text: str) -> list[str]:
-  """Prose sentences of a reStructuredText document.
+    """Prose sentences of a reStructuredText document.
 
-  Drops directives (".. x::" and their indented body), literal blocks (indented text after a
-  paragraph ending in "::"), section under/overlines, tables, field lists and doctest lines;
-  keeps the text of inline roles, links, literals and emphasis.
-  """
-  sentences = []
-  for block in re.split(r"\n\s*\n", text.replace("\t", "    ")):
-    lines = [line for line in block.split("\n") if line.strip()]
-    if not lines:
-      continue
-    first = lines[0]
-    if first.startswith((" ", "..", ">>>", "+-", "|")) or _RST_SECTION_LINE.match(first):
-      continue  # Indented (code, directive body, quote), directive, doctest or table.
-    lines = [line for line in lines if not _RST_SECTION_LINE.match(line)]
-    paragraph = " ".join(line.strip() for line in lines)
-    if paragraph.startswith(":") or paragraph.startswith("=") or paragraph.startswith("* "):
-      paragraph = paragraph.lstrip(":=* ")
-    paragraph = paragraph.replace("::", ":")
-    for pattern in (_RST_ROLE, _RST_LINK, _RST_LITERAL, _RST_EMPHASIS):
-      paragraph = pattern.sub(r"\1", paragraph)
-    sentences.extend(split_sentences(paragraph))
-  return sentences
+    Drops directives (".. x::" and their indented body), literal blocks (indented text after a
+    paragraph ending in "::"), section under/overlines, tables, field lists and doctest lines;
+    keeps the text of inline roles, links, literals and emphasis.
+    """
+    sentences = []
+    for block in re.split(r"\n\s*\n", text.replace("\t", "    ")):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if not lines:
+            continue
+        first = lines[0]
+        if first.startswith((" ", "..", ">>>", "+-", "|")) or _RST_SECTION_LINE.match(first):
+            continue  # Indented (code, directive body, quote), directive, doctest or table.
+        lines = [line for line in lines if not _RST_SECTION_LINE.match(line)]
+        paragraph = " ".join(line.strip() for line in lines)
+        if paragraph.startswith(":") or paragraph.startswith("=") or paragraph.startswith("* "):
+            paragraph = paragraph.lstrip(":=* ")
+        paragraph = paragraph.replace("::", ":")
+        for pattern in (_RST_ROLE, _RST_LINK, _RST_LITERAL, _RST_EMPHASIS):
+            paragraph = pattern.sub(r"\1", paragraph)
+        sentences.extend(split_sentences(paragraph))
+    return sentences
 
 
 def rst_file_documents(paths: Iterable[str], suffix: str = ".rst.txt") -> Iterator[list[str]]:
-  """One document per reStructuredText file (folders searched for `suffix`, sorted)."""
-  for path in _files_under(paths, suffix):
-    with open(path, encoding="utf-8", errors="replace") as reader:
-      sentences = rst_to_sentences(reader.read())
-    if sentences:
-      yield sentences
+    """One document per reStructuredText file (folders searched for `suffix`, sorted)."""
+    for path in _files_under(paths, suffix):
+        with open(path, encoding="utf-8", errors="replace") as reader:
+            sentences = rst_to_sentences(reader.read())
+        if sentences:
+            yield sentences
 
 
 def python_docs_sources_dir() -> str | None:
-  """The python3.11-doc package's reST sources folder, if installed (Debian/Ubuntu)."""
-  for candidate in ("/usr/share/doc/python3.11/html/_sources",
-                    "/usr/share/doc/python3-doc/html/_sources"):
-    if os.path.isdir(candidate):
-      return candidate
-  return None
+    """The python3.11-doc package's reST sources folder, if installed (Debian/Ubuntu)."""
+    for candidate in (
+        "/usr/share/doc/python3.11/html/_sources",
+        "/usr/share/doc/python3-doc/html/_sources",
+    ):
+        if os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 # Modules whose import has side effects (opens a browser, prints, starts Tk, changes the
 # interpreter), that are tests or tools, or that are deprecated/private; never imported.
-_UNSAFE_STDLIB_MODULES = frozenset({
-    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3",
-    "ensurepip", "pydoc_data", "__hello__", "__phello__", "_pydev", "venv", "msilib", "winreg",
-    "winsound", "_msi", "nt", "msvcrt", "_winapi", "_overlapped", "xxsubtype", "xxlimited",
-    "xxlimited_35", "sre_compile", "sre_constants", "sre_parse", "asyncio.__main__",
-    "crypt", "nis", "spwd", "ossaudiodev", "readline", "curses", "_tkinter", "pty", "tty",
-})
+_UNSAFE_STDLIB_MODULES = frozenset(
+    {
+        "antigravity",
+        "this",
+        "idlelib",
+        "tkinter",
+        "turtle",
+        "turtledemo",
+        "test",
+        "lib2to3",
+        "ensurepip",
+        "pydoc_data",
+        "__hello__",
+        "__phello__",
+        "_pydev",
+        "venv",
+        "msilib",
+        "winreg",
+        "winsound",
+        "_msi",
+        "nt",
+        "msvcrt",
+        "_winapi",
+        "_overlapped",
+        "xxsubtype",
+        "xxlimited",
+        "xxlimited_35",
+        "sre_compile",
+        "sre_constants",
+        "sre_parse",
+        "asyncio.__main__",
+        "crypt",
+        "nis",
+        "spwd",
+        "ossaudiodev",
+        "readline",
+        "curses",
+        "_tkinter",
+        "pty",
+        "tty",
+    }
+)
 
 
 def stdlib_module_names() -> list[str]:
-  """Public top-level standard-library modules in sorted order, unsafe ones excluded."""
-  return sorted(name for name in sys.stdlib_module_names
-                if not name.startswith("_") and name not in _UNSAFE_STDLIB_MODULES)
+    """Public top-level standard-library modules in sorted order, unsafe ones excluded."""
+    return sorted(
+        name
+        for name in sys.stdlib_module_names
+        if not name.startswith("_") and name not in _UNSAFE_STDLIB_MODULES
+    )
 
 
 def _module_docstrings(module) -> list[str]:
-  """The module docstring, then its public classes/functions (and class methods), by name."""
-  texts = [inspect.getdoc(module) or ""]
-  for name, member in sorted(vars(module).items()):
-    if name.startswith("_") or getattr(member, "__module__", None) != module.__name__:
-      continue
-    if inspect.isclass(member) or inspect.isfunction(member):
-      texts.append(inspect.getdoc(member) or "")
-      if inspect.isclass(member):
-        for method_name, method in sorted(vars(member).items()):
-          if not method_name.startswith("_") and inspect.isfunction(method):
-            texts.append(inspect.getdoc(method) or "")
-  return [text for text in texts if text]
+    """The module docstring, then its public classes/functions (and class methods), by name."""
+    texts = [inspect.getdoc(module) or ""]
+    for name, member in sorted(vars(module).items()):
+        if name.startswith("_") or getattr(member, "__module__", None) != module.__name__:
+            continue
+        if inspect.isclass(member) or inspect.isfunction(member):
+            texts.append(inspect.getdoc(member) or "")
+            if inspect.isclass(member):
+                for method_name, method in sorted(vars(member).items()):
+                    if not method_name.startswith("_") and inspect.isfunction(method):
+                        texts.append(inspect.getdoc(method) or "")
+    return [text for text in texts if text]
 
 
-def stdlib_docstring_documents(module_names: Iterable[str] | None = None
-                               ) -> Iterator[list[str]]:
-  """One document per standard-library module: the sentences of its docstrings.
+def stdlib_docstring_documents(module_names: Iterable[str] | None = None) -> Iterator[list[str]]:
+    """One document per standard-library module: the sentences of its docstrings.
 
-  Modules that fail to import are skipped; docstring code lines (">>>", indented) dropped.
-  """
-  for name in stdlib_module_names() if module_names is None else module_names:
-    if name.split(".")[0] in _UNSAFE_STDLIB_MODULES:
-      continue
+    Modules that fail to import are skipped; docstring code lines (">>>", indented) dropped.
+    """
+    for name in stdlib_module_names() if module_names is None else module_names:
+        if name.split(".")[0] in _UNSAFE_STDLIB_MODULES:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(name)
+        except Exception:  # pylint: disable=broad-except
+            continue  # Platform-specific or broken optional modules.
+        sentences = []
+        for docstring in _module_docstrings(module):
+            sentences.extend(rst_to_sentences(docstring))
+        if sentences:
+            yield sentences
+
+
+def tfds_documents(
+    name: str = "wikipedia/20230601.en",
+    split: str = "train",
+    text_key: str = "text",
+    data_dir: str | None = None,
+    max_documents: int | None = None,
+) -> Iterator[list[str]]:
+    """Documents of a TFDS text dataset: one example = one document, its text split into
+    paragraphs on newlines and then into sentences. Needs the dataset prepared in data_dir
+    (no download happens here)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
     try:
-      with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = importlib.import_module(name)
-    except Exception:  # pylint: disable=broad-except
-      continue  # Platform-specific or broken optional modules.
-    sentences = []
-    for docstring in _module_docstrings(module):
-      sentences.extend(rst_to_sentences(docstring))
-    if sentences:
-      yield sentences
-
-
-def tfds_documents(name: str = "wikipedia/20230601.en", split: str = "train",
-                   text_key: str = "text", data_dir: str | None = None,
-                   max_documents: int | None = None) -> Iterator[list[str]]:
-  """Documents of a TFDS text dataset: one example = one document, its text split into
-  paragraphs on newlines and then into sentences. Needs the dataset prepared in data_dir
-  (no download happens here)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:
-    pass  # Devices already initialised by the caller.
-  dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
-                      shuffle_files=False)
-  if max_documents is not None:
-    dataset = dataset.take(max_documents)
-  for example in tfds.as_numpy(dataset):
-    if text_key not in example:
-      raise KeyError(f"TFDS dataset {name} has no feature {text_key!r}; "
-                     f"features: {sorted(example)}")
-    text = example[text_key]
-    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-    sentences = []
-    for paragraph in text.split("\n"):
-      sentences.extend(split_sentences(paragraph))
-    if sentences:
-      yield sentences
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        pass  # Devices already initialised by the caller.
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
+    if max_documents is not None:
+        dataset = dataset.take(max_documents)
+    for example in tfds.as_numpy(dataset):
+        if text_key not in example:
+            raise KeyError(
+                f"TFDS dataset {name} has no feature {text_key!r}; features: {sorted(example)}"
+            )
+        text = example[text_key]
+        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        sentences = []
+        for paragraph in text.split("\n"):
+            sentences.extend(split_sentences(paragraph))
+        if sentences:
+            yield sentences
 
 
 def default_vocab_file() -> str:
-  """The real bert-base-uncased vocab.txt (30,522 tokens) bundled with an installed package."""
-  from bertjax import tokenization  # pylint: disable=import-outside-toplevel
-  return str(tokenization.bundled_uncased_vocab_file())
+    """The real bert-base-uncased vocab.txt (30,522 tokens) bundled with an installed package."""
+    from bertjax import tokenization  # pylint: disable=import-outside-toplevel
+
+    return str(tokenization.bundled_uncased_vocab_file())
 
 
-def prepare_default_pretraining_data(output_dir: str, vocab_file: str | None = None,
-                                     max_seq_length: int = 128,
-                                     max_predictions_per_seq: int = 20, dupe_factor: int = 2,
-                                     seed: int = 12345, num_workers: int = 0,
-                                     module_names: tuple[str, ...] | None = None) -> list[str]:
-  """The default tiny pretraining data (stdlib docstrings), built once and then reused.
+def prepare_default_pretraining_data(
+    output_dir: str,
+    vocab_file: str | None = None,
+    max_seq_length: int = 128,
+    max_predictions_per_seq: int = 20,
+    dupe_factor: int = 2,
+    seed: int = 12345,
+    num_workers: int = 0,
+    module_names: tuple[str, ...] | None = None,
+) -> list[str]:
+    """The default tiny pretraining data (stdlib docstrings), built once and then reused.
 
-  A manifest of the arguments (and the Python version, since the docstrings come from it)
-  sits beside the TFRecords; a call with the same arguments returns the existing files.
-  Returns the TFRecord paths.
-  """
-  from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
-  vocab_file = vocab_file or default_vocab_file()
-  with open(vocab_file, "rb") as reader:
-    vocab_digest = hashlib.sha256(reader.read()).hexdigest()
-  arguments = dict(vocab_sha256=vocab_digest, max_seq_length=max_seq_length,
-                   max_predictions_per_seq=max_predictions_per_seq, dupe_factor=dupe_factor,
-                   seed=seed, module_names=list(module_names) if module_names else None,
-                   python=sys.version.split()[0], format=1)
-  manifest_path = os.path.join(output_dir, "manifest.json")
-  output_files = [os.path.join(output_dir, "pretraining-00000-of-00002.tfrecord"),
-                  os.path.join(output_dir, "pretraining-00001-of-00002.tfrecord")]
-  if os.path.isfile(manifest_path) and all(os.path.isfile(f) for f in output_files):
-    with open(manifest_path) as reader:
-      if json.load(reader).get("arguments") == arguments:
-        return output_files
-  corpus_path = os.path.join(output_dir, "stdlib_docstrings.txt")
-  write_documents(stdlib_docstring_documents(module_names), corpus_path)
-  summary = create_pretraining_data.run(create_pretraining_data.PretrainingDataConfig(
-      input_files=(corpus_path,), output_files=tuple(output_files), vocab_file=vocab_file,
-      max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
-      random_seed=seed, dupe_factor=dupe_factor, num_workers=num_workers, progress=False))
-  with open(manifest_path, "w") as writer:
-    json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
-  return output_files
+    A manifest of the arguments (and the Python version, since the docstrings come from it)
+    sits beside the TFRecords; a call with the same arguments returns the existing files.
+    Returns the TFRecord paths.
+    """
+    from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
+
+    vocab_file = vocab_file or default_vocab_file()
+    with open(vocab_file, "rb") as reader:
+        vocab_digest = hashlib.sha256(reader.read()).hexdigest()
+    arguments = dict(
+        vocab_sha256=vocab_digest,
+        max_seq_length=max_seq_length,
+        max_predictions_per_seq=max_predictions_per_seq,
+        dupe_factor=dupe_factor,
+        seed=seed,
+        module_names=list(module_names) if module_names else None,
+        python=sys.version.split()[0],
+        format=1,
+    )
+    manifest_path = os.path.join(output_dir, "manifest.json")
+    output_files = [
+        os.path.join(output_dir, "pretraining-00000-of-00002.tfrecord"),
+        os.path.join(output_dir, "pretraining-00001-of-00002.tfrecord"),
+    ]
+    if os.path.isfile(manifest_path) and all(os.path.isfile(f) for f in output_files):
+        with open(manifest_path) as reader:
+            if json.load(reader).get("arguments") == arguments:
+                return output_files
+    corpus_path = os.path.join(output_dir, "stdlib_docstrings.txt")
+    write_documents(stdlib_docstring_documents(module_names), corpus_path)
+    summary = create_pretraining_data.run(
+        create_pretraining_data.PretrainingDataConfig(
+            input_files=(corpus_path,),
+            output_files=tuple(output_files),
+            vocab_file=vocab_file,
+            max_seq_length=max_seq_length,
+            max_predictions_per_seq=max_predictions_per_seq,
+            random_seed=seed,
+            dupe_factor=dupe_factor,
+            num_workers=num_workers,
+            progress=False,
+        )
+    )
+    with open(manifest_path, "w") as writer:
+        json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
+    return output_files

@@ -26,6 +26,7 @@ Same algorithm as google-research/bert's create_pretraining_data.py (instances.p
 * Speed: tokenise once, integer spans instead of token lists, numpy masking for a whole
   unit, numpy tf.train.Example/TFRecord encoding (tfrecord_writer.py), no TensorFlow import.
 """
+
 from __future__ import annotations
 
 import collections
@@ -50,109 +51,119 @@ _TOKENIZE_CHUNK_LINES = 4096  # Whole documents per tokenisation task, at least 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainingDataConfig:
-  """Flags of the original script plus the parallel ones.
+    """Flags of the original script plus the parallel ones.
 
-  Attributes:
-    input_files: files or glob patterns of documents text.
-    output_files: TFRecord paths; records go round-robin over them.
-    vocab_file: WordPiece vocabulary (one token per line).
-    do_lower_case, do_whole_word_mask, max_seq_length, max_predictions_per_seq, random_seed,
-      dupe_factor, masked_lm_prob, short_seq_prob: as the original flags.
-    num_workers: processes; 0 means all cores. Does not change the output.
-    block_tokens: about this many tokens per (dupe, block) unit. Changes the output (it
-      decides the units and their seeds).
-    skip_invalid_utf8: skip (and count) lines that are not UTF-8 instead of failing.
-    progress: show tqdm progress bars on stderr.
-  """
-  input_files: tuple[str, ...]
-  output_files: tuple[str, ...]
-  vocab_file: str
-  do_lower_case: bool = True
-  do_whole_word_mask: bool = False
-  max_seq_length: int = 128
-  max_predictions_per_seq: int = 20
-  random_seed: int = 12345
-  dupe_factor: int = 10
-  masked_lm_prob: float = 0.15
-  short_seq_prob: float = 0.1
-  num_workers: int = 0
-  block_tokens: int = 1 << 18
-  skip_invalid_utf8: bool = False
-  progress: bool = True
+    Attributes:
+      input_files: files or glob patterns of documents text.
+      output_files: TFRecord paths; records go round-robin over them.
+      vocab_file: WordPiece vocabulary (one token per line).
+      do_lower_case, do_whole_word_mask, max_seq_length, max_predictions_per_seq, random_seed,
+        dupe_factor, masked_lm_prob, short_seq_prob: as the original flags.
+      num_workers: processes; 0 means all cores. Does not change the output.
+      block_tokens: about this many tokens per (dupe, block) unit. Changes the output (it
+        decides the units and their seeds).
+      skip_invalid_utf8: skip (and count) lines that are not UTF-8 instead of failing.
+      progress: show tqdm progress bars on stderr.
+    """
+
+    input_files: tuple[str, ...]
+    output_files: tuple[str, ...]
+    vocab_file: str
+    do_lower_case: bool = True
+    do_whole_word_mask: bool = False
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    random_seed: int = 12345
+    dupe_factor: int = 10
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    num_workers: int = 0
+    block_tokens: int = 1 << 18
+    skip_invalid_utf8: bool = False
+    progress: bool = True
 
 
 class InvalidUtf8Error(ValueError):
-  """An input line is not UTF-8."""
+    """An input line is not UTF-8."""
 
 
 def load_tokenizer(vocab_file: str, do_lower_case: bool):
-  """The exact original WordPiece FullTokenizer; checks the special tokens are in the vocab."""
-  from bertjax import tokenization  # pylint: disable=import-outside-toplevel
-  tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  missing = [token for token in features_lib.SPECIAL_TOKENS if token not in tokenizer.vocab]
-  if missing:
-    raise ValueError(f"vocab file {vocab_file} lacks the special token(s) {missing}; "
-                     f"BERT pretraining data needs all of {list(features_lib.SPECIAL_TOKENS)}")
-  return tokenizer
+    """The exact original WordPiece FullTokenizer; checks the special tokens are in the vocab."""
+    from bertjax import tokenization  # pylint: disable=import-outside-toplevel
+
+    tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
+    missing = [token for token in features_lib.SPECIAL_TOKENS if token not in tokenizer.vocab]
+    if missing:
+        raise ValueError(
+            f"vocab file {vocab_file} lacks the special token(s) {missing}; "
+            f"BERT pretraining data needs all of {list(features_lib.SPECIAL_TOKENS)}"
+        )
+    return tokenizer
 
 
 def expand_input_files(patterns: Iterable[str]) -> list[str]:
-  """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
-  is an error (the original silently skipped it)."""
-  files = []
-  for pattern in patterns:
-    matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
-        [pattern] if os.path.isfile(pattern) else [])
-    if not matches:
-      raise FileNotFoundError(f"input file pattern {pattern!r} matches no file")
-    files.extend(matches)
-  return files
+    """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
+    is an error (the original silently skipped it)."""
+    files = []
+    for pattern in patterns:
+        matches = (
+            sorted(glob.glob(pattern))
+            if glob.has_magic(pattern)
+            else ([pattern] if os.path.isfile(pattern) else [])
+        )
+        if not matches:
+            raise FileNotFoundError(f"input file pattern {pattern!r} matches no file")
+        files.extend(matches)
+    return files
 
 
-def read_documents(input_files: list[str], skip_invalid_utf8: bool = False,
-                   counters: collections.Counter | None = None) -> Iterator[list[str]]:
-  """Documents (lists of stripped non-empty lines) from the original input format.
+def read_documents(
+    input_files: list[str],
+    skip_invalid_utf8: bool = False,
+    counters: collections.Counter | None = None,
+) -> Iterator[list[str]]:
+    """Documents (lists of stripped non-empty lines) from the original input format.
 
-  Lines are split on "\\n" only (as the original's GFile.readline); a blank line (after
-  strip) ends a document; a document continues across files until a blank line.
-  Raises InvalidUtf8Error naming the file and line unless skip_invalid_utf8, which skips and
-  counts such lines in counters["invalid_utf8_lines"].
-  """
-  counters = collections.Counter() if counters is None else counters
-  document: list[str] = []
-  for path in input_files:
-    with open(path, "rb") as reader:
-      for line_number, raw_line in enumerate(reader, start=1):
-        counters["input_bytes"] += len(raw_line)
-        try:
-          line = raw_line.decode("utf-8").strip()
-        except UnicodeDecodeError as error:
-          if skip_invalid_utf8:
-            counters["invalid_utf8_lines"] += 1
-            continue
-          raise InvalidUtf8Error(
-              f"{path}:{line_number}: not valid UTF-8 ({error.reason} at byte {error.start} "
-              f"of the line); fix the file or pass --skip_invalid_utf8 to skip such lines"
-          ) from None
-        if line:
-          document.append(line)
-        elif document:
-          yield document
-          document = []
-  if document:
-    yield document
+    Lines are split on "\\n" only (as the original's GFile.readline); a blank line (after
+    strip) ends a document; a document continues across files until a blank line.
+    Raises InvalidUtf8Error naming the file and line unless skip_invalid_utf8, which skips and
+    counts such lines in counters["invalid_utf8_lines"].
+    """
+    counters = collections.Counter() if counters is None else counters
+    document: list[str] = []
+    for path in input_files:
+        with open(path, "rb") as reader:
+            for line_number, raw_line in enumerate(reader, start=1):
+                counters["input_bytes"] += len(raw_line)
+                try:
+                    line = raw_line.decode("utf-8").strip()
+                except UnicodeDecodeError as error:
+                    if skip_invalid_utf8:
+                        counters["invalid_utf8_lines"] += 1
+                        continue
+                    raise InvalidUtf8Error(
+                        f"{path}:{line_number}: not valid UTF-8 ({error.reason} at byte {error.start} "
+                        f"of the line); fix the file or pass --skip_invalid_utf8 to skip such lines"
+                    ) from None
+                if line:
+                    document.append(line)
+                elif document:
+                    yield document
+                    document = []
+    if document:
+        yield document
 
 
 def _document_chunks(documents: Iterable[list[str]]) -> Iterator[list[list[str]]]:
-  chunk, num_lines = [], 0
-  for document in documents:
-    chunk.append(document)
-    num_lines += len(document)
-    if num_lines >= _TOKENIZE_CHUNK_LINES:
-      yield chunk
-      chunk, num_lines = [], 0
-  if chunk:
-    yield chunk
+    chunk, num_lines = [], 0
+    for document in documents:
+        chunk.append(document)
+        num_lines += len(document)
+        if num_lines >= _TOKENIZE_CHUNK_LINES:
+            yield chunk
+            chunk, num_lines = [], 0
+    if chunk:
+        yield chunk
 
 
 # Per-process caches: worker processes build their tokenizer and map the corpus once.
@@ -161,343 +172,404 @@ _CORPORA: dict[str, instances_lib.TokenizedCorpus] = {}
 
 
 def _cached_tokenizer(vocab_file: str, do_lower_case: bool):
-  key = (vocab_file, do_lower_case)
-  if key not in _TOKENIZERS:
-    _TOKENIZERS[key] = load_tokenizer(vocab_file, do_lower_case)
-  return _TOKENIZERS[key]
+    key = (vocab_file, do_lower_case)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(vocab_file, do_lower_case)
+    return _TOKENIZERS[key]
 
 
 def _tokenize_chunk(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Tokenises whole documents: (token ids [T] int32, sentence lengths, sentences per doc).
+    """Tokenises whole documents: (token ids [T] int32, sentence lengths, sentences per doc).
 
-  As the original, a line that tokenises to nothing is dropped and an empty document too.
-  """
-  vocab_file, do_lower_case, documents = task
-  tokenizer = _cached_tokenizer(vocab_file, do_lower_case)
-  token_ids, sentence_lengths, document_sizes = [], [], []
-  for document in documents:
-    num_sentences = 0
-    for line in document:
-      ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line))
-      if ids:
-        token_ids.extend(ids)
-        sentence_lengths.append(len(ids))
-        num_sentences += 1
-    if num_sentences:
-      document_sizes.append(num_sentences)
-  return (np.asarray(token_ids, np.int32), np.asarray(sentence_lengths, np.int64),
-          np.asarray(document_sizes, np.int64))
+    As the original, a line that tokenises to nothing is dropped and an empty document too.
+    """
+    vocab_file, do_lower_case, documents = task
+    tokenizer = _cached_tokenizer(vocab_file, do_lower_case)
+    token_ids, sentence_lengths, document_sizes = [], [], []
+    for document in documents:
+        num_sentences = 0
+        for line in document:
+            ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line))
+            if ids:
+                token_ids.extend(ids)
+                sentence_lengths.append(len(ids))
+                num_sentences += 1
+        if num_sentences:
+            document_sizes.append(num_sentences)
+    return (
+        np.asarray(token_ids, np.int32),
+        np.asarray(sentence_lengths, np.int64),
+        np.asarray(document_sizes, np.int64),
+    )
 
 
 def _ordered_map(pool, function, tasks: Iterable, window: int) -> Iterator:
-  """pool.imap with at most `window` tasks in flight (imap reads all tasks eagerly)."""
-  if pool is None:
-    yield from map(function, tasks)
-    return
-  pending = collections.deque()
-  for task in tasks:
-    pending.append(pool.apply_async(function, (task,)))
-    if len(pending) >= window:
-      yield pending.popleft().get()
-  while pending:
-    yield pending.popleft().get()
+    """pool.imap with at most `window` tasks in flight (imap reads all tasks eagerly)."""
+    if pool is None:
+        yield from map(function, tasks)
+        return
+    pending = collections.deque()
+    for task in tasks:
+        pending.append(pool.apply_async(function, (task,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 def _corpus_paths(corpus_dir: str) -> dict[str, str]:
-  return {name: os.path.join(corpus_dir, name + ".bin")
-          for name in ("token_ids", "sentence_starts", "document_starts")}
+    return {
+        name: os.path.join(corpus_dir, name + ".bin")
+        for name in ("token_ids", "sentence_starts", "document_starts")
+    }
 
 
 def _load_corpus(corpus_dir: str) -> instances_lib.TokenizedCorpus:
-  if corpus_dir not in _CORPORA:
+    if corpus_dir not in _CORPORA:
+        paths = _corpus_paths(corpus_dir)
+
+        def mapped(name, dtype):
+            if os.path.getsize(paths[name]) == 0:
+                return np.zeros([0], dtype)
+            # asarray: a plain ndarray view of the map; slicing an np.memmap is several times slower.
+            return np.asarray(np.memmap(paths[name], dtype=dtype, mode="r"))
+
+        _CORPORA.clear()  # One corpus per run; do not keep old maps open.
+        _CORPORA[corpus_dir] = instances_lib.TokenizedCorpus(
+            token_ids=mapped("token_ids", np.int32),
+            sentence_starts=mapped("sentence_starts", np.int64),
+            document_starts=mapped("document_starts", np.int64),
+        )
+    return _CORPORA[corpus_dir]
+
+
+def tokenize_corpus(
+    config: PretrainingDataConfig, corpus_dir: str, pool, counters, progress_bar=None
+) -> instances_lib.TokenizedCorpus:
+    """Tokenises the input files into flat arrays under corpus_dir (see TokenizedCorpus)."""
+    input_files = expand_input_files(config.input_files)
     paths = _corpus_paths(corpus_dir)
-
-    def mapped(name, dtype):
-      if os.path.getsize(paths[name]) == 0:
-        return np.zeros([0], dtype)
-      # asarray: a plain ndarray view of the map; slicing an np.memmap is several times slower.
-      return np.asarray(np.memmap(paths[name], dtype=dtype, mode="r"))
-
-    _CORPORA.clear()  # One corpus per run; do not keep old maps open.
-    _CORPORA[corpus_dir] = instances_lib.TokenizedCorpus(
-        token_ids=mapped("token_ids", np.int32),
-        sentence_starts=mapped("sentence_starts", np.int64),
-        document_starts=mapped("document_starts", np.int64))
-  return _CORPORA[corpus_dir]
-
-
-def tokenize_corpus(config: PretrainingDataConfig, corpus_dir: str, pool, counters,
-                    progress_bar=None) -> instances_lib.TokenizedCorpus:
-  """Tokenises the input files into flat arrays under corpus_dir (see TokenizedCorpus)."""
-  input_files = expand_input_files(config.input_files)
-  paths = _corpus_paths(corpus_dir)
-  documents = read_documents(input_files, config.skip_invalid_utf8, counters)
-  tasks = ((config.vocab_file, config.do_lower_case, chunk)
-           for chunk in _document_chunks(documents))
-  num_tokens = num_sentences = 0
-  with open(paths["token_ids"], "wb") as token_file, \
-      open(paths["sentence_starts"], "wb") as sentence_file, \
-      open(paths["document_starts"], "wb") as document_file:
-    sentence_file.write(np.zeros([1], np.int64).tobytes())
-    document_file.write(np.zeros([1], np.int64).tobytes())
-    for token_ids, sentence_lengths, document_sizes in _ordered_map(
-        pool, _tokenize_chunk, tasks, window=4 * max(1, config.num_workers)):
-      token_file.write(token_ids.tobytes())
-      sentence_file.write((num_tokens + np.cumsum(sentence_lengths)).tobytes())
-      document_file.write((num_sentences + np.cumsum(document_sizes)).tobytes())
-      num_tokens += len(token_ids)
-      num_sentences += len(sentence_lengths)
-      counters["documents"] += len(document_sizes)
-      counters["sentences"] += len(sentence_lengths)
-      if progress_bar is not None:
-        progress_bar.update(len(sentence_lengths))
-  counters["input_tokens"] = num_tokens
-  if counters["documents"] == 0:
-    raise ValueError(f"no documents in {input_files}: every line is blank, invalid or "
-                     "tokenises to nothing (expected one sentence per line, blank lines "
-                     "between documents)")
-  _CORPORA.pop(corpus_dir, None)
-  return _load_corpus(corpus_dir)
+    documents = read_documents(input_files, config.skip_invalid_utf8, counters)
+    tasks = (
+        (config.vocab_file, config.do_lower_case, chunk) for chunk in _document_chunks(documents)
+    )
+    num_tokens = num_sentences = 0
+    with (
+        open(paths["token_ids"], "wb") as token_file,
+        open(paths["sentence_starts"], "wb") as sentence_file,
+        open(paths["document_starts"], "wb") as document_file,
+    ):
+        sentence_file.write(np.zeros([1], np.int64).tobytes())
+        document_file.write(np.zeros([1], np.int64).tobytes())
+        for token_ids, sentence_lengths, document_sizes in _ordered_map(
+            pool, _tokenize_chunk, tasks, window=4 * max(1, config.num_workers)
+        ):
+            token_file.write(token_ids.tobytes())
+            sentence_file.write((num_tokens + np.cumsum(sentence_lengths)).tobytes())
+            document_file.write((num_sentences + np.cumsum(document_sizes)).tobytes())
+            num_tokens += len(token_ids)
+            num_sentences += len(sentence_lengths)
+            counters["documents"] += len(document_sizes)
+            counters["sentences"] += len(sentence_lengths)
+            if progress_bar is not None:
+                progress_bar.update(len(sentence_lengths))
+    counters["input_tokens"] = num_tokens
+    if counters["documents"] == 0:
+        raise ValueError(
+            f"no documents in {input_files}: every line is blank, invalid or "
+            "tokenises to nothing (expected one sentence per line, blank lines "
+            "between documents)"
+        )
+    _CORPORA.pop(corpus_dir, None)
+    return _load_corpus(corpus_dir)
 
 
-def document_blocks(corpus: instances_lib.TokenizedCorpus,
-                    block_tokens: int) -> list[tuple[int, int]]:
-  """Consecutive document ranges [begin, end) of about block_tokens tokens each."""
-  document_ends = np.asarray(corpus.sentence_starts)[np.asarray(corpus.document_starts)[1:]]
-  block_of_document = document_ends // max(1, block_tokens)
-  # A block ends where the cumulative token count crosses a multiple of block_tokens.
-  boundaries = np.flatnonzero(np.diff(block_of_document)) + 1
-  edges = [0, *boundaries.tolist(), corpus.num_documents]
-  return [(begin, end) for begin, end in zip(edges[:-1], edges[1:]) if end > begin]
+def document_blocks(
+    corpus: instances_lib.TokenizedCorpus, block_tokens: int
+) -> list[tuple[int, int]]:
+    """Consecutive document ranges [begin, end) of about block_tokens tokens each."""
+    document_ends = np.asarray(corpus.sentence_starts)[np.asarray(corpus.document_starts)[1:]]
+    block_of_document = document_ends // max(1, block_tokens)
+    # A block ends where the cumulative token count crosses a multiple of block_tokens.
+    boundaries = np.flatnonzero(np.diff(block_of_document)) + 1
+    edges = [0, *boundaries.tolist(), corpus.num_documents]
+    return [(begin, end) for begin, end in zip(edges[:-1], edges[1:]) if end > begin]
 
 
 @dataclasses.dataclass(frozen=True)
 class _UnitTask:
-  corpus_dir: str
-  config: PretrainingDataConfig
-  dupe: int
-  block: int
-  document_begin: int
-  document_end: int
+    corpus_dir: str
+    config: PretrainingDataConfig
+    dupe: int
+    block: int
+    document_begin: int
+    document_end: int
 
 
-def unit_seed_sequences(random_seed: int, dupe: int,
-                        block: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
-  """(instance-creation seeds, masking seeds) of unit (dupe, block)."""
-  unit = np.random.SeedSequence(random_seed, spawn_key=(dupe, block))
-  creation, masking = unit.spawn(2)
-  return creation, masking
+def unit_seed_sequences(
+    random_seed: int, dupe: int, block: int
+) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """(instance-creation seeds, masking seeds) of unit (dupe, block)."""
+    unit = np.random.SeedSequence(random_seed, spawn_key=(dupe, block))
+    creation, masking = unit.spawn(2)
+    return creation, masking
 
 
 _VOCAB_ARRAYS: dict[int, dict] = {}
 
 
 def _vocab_arrays(tokenizer) -> dict:
-  """Id arrays the masking needs, cached per tokenizer (they cost ~10 ms to build)."""
-  if id(tokenizer) in _VOCAB_ARRAYS:
-    return _VOCAB_ARRAYS[id(tokenizer)]
-  vocab = tokenizer.vocab
-  size = max(vocab.values()) + 1
-  continuation = np.zeros([size], bool)
-  for token, token_id in vocab.items():
-    continuation[token_id] = token.startswith("##")
-  arrays = dict(vocab_ids=np.fromiter(vocab.values(), np.int64, len(vocab)),
-                special_token_ids=(vocab["[CLS]"], vocab["[SEP]"]),
-                cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"], mask_id=vocab["[MASK]"],
-                continuation_ids=continuation)
-  _VOCAB_ARRAYS[id(tokenizer)] = arrays
-  return arrays
+    """Id arrays the masking needs, cached per tokenizer (they cost ~10 ms to build)."""
+    if id(tokenizer) in _VOCAB_ARRAYS:
+        return _VOCAB_ARRAYS[id(tokenizer)]
+    vocab = tokenizer.vocab
+    size = max(vocab.values()) + 1
+    continuation = np.zeros([size], bool)
+    for token, token_id in vocab.items():
+        continuation[token_id] = token.startswith("##")
+    arrays = dict(
+        vocab_ids=np.fromiter(vocab.values(), np.int64, len(vocab)),
+        special_token_ids=(vocab["[CLS]"], vocab["[SEP]"]),
+        cls_id=vocab["[CLS]"],
+        sep_id=vocab["[SEP]"],
+        mask_id=vocab["[MASK]"],
+        continuation_ids=continuation,
+    )
+    _VOCAB_ARRAYS[id(tokenizer)] = arrays
+    return arrays
 
 
-def create_unit_arrays(corpus: instances_lib.TokenizedCorpus, document_range: tuple[int, int],
-                       config: PretrainingDataConfig, vocab: dict, dupe: int,
-                       block: int) -> dict[str, np.ndarray]:
-  """All masked instances of one (dupe, block) unit, shuffled: the seven features and
-  "replacement_kind" ([N, P], 0 mask / 1 keep / 2 random / -1 padding)."""
-  creation_seeds, masking_seeds = unit_seed_sequences(config.random_seed, dupe, block)
-  python_rng = random.Random(int.from_bytes(creation_seeds.generate_state(4).tobytes(), "little"))
-  numpy_rng = np.random.default_rng(masking_seeds)
-  spans = []
-  for document_index in range(*document_range):
-    spans.extend(instances_lib.create_instances_from_document(
-        corpus, document_index, config.max_seq_length, config.short_seq_prob, python_rng))
-  pairs = instances_lib.assemble_instances(corpus.token_ids, spans, config.max_seq_length,
-                                           vocab["cls_id"], vocab["sep_id"])
-  masked = instances_lib.create_masked_lm_predictions(
-      pairs.input_ids, pairs.input_mask, vocab["special_token_ids"], config.masked_lm_prob,
-      config.max_predictions_per_seq, vocab["vocab_ids"], vocab["mask_id"], numpy_rng,
-      continuation_ids=vocab["continuation_ids"] if config.do_whole_word_mask else None)
-  order = numpy_rng.permutation(len(spans))
-  arrays = dict(input_ids=masked.input_ids, input_mask=pairs.input_mask,
-                segment_ids=pairs.segment_ids, masked_lm_positions=masked.masked_lm_positions,
-                masked_lm_ids=masked.masked_lm_ids, masked_lm_weights=masked.masked_lm_weights,
-                next_sentence_labels=pairs.next_sentence_labels[:, None],
-                replacement_kind=masked.replacement_kind)
-  return {name: value[order] for name, value in arrays.items()}
+def create_unit_arrays(
+    corpus: instances_lib.TokenizedCorpus,
+    document_range: tuple[int, int],
+    config: PretrainingDataConfig,
+    vocab: dict,
+    dupe: int,
+    block: int,
+) -> dict[str, np.ndarray]:
+    """All masked instances of one (dupe, block) unit, shuffled: the seven features and
+    "replacement_kind" ([N, P], 0 mask / 1 keep / 2 random / -1 padding)."""
+    creation_seeds, masking_seeds = unit_seed_sequences(config.random_seed, dupe, block)
+    python_rng = random.Random(int.from_bytes(creation_seeds.generate_state(4).tobytes(), "little"))
+    numpy_rng = np.random.default_rng(masking_seeds)
+    spans = []
+    for document_index in range(*document_range):
+        spans.extend(
+            instances_lib.create_instances_from_document(
+                corpus, document_index, config.max_seq_length, config.short_seq_prob, python_rng
+            )
+        )
+    pairs = instances_lib.assemble_instances(
+        corpus.token_ids, spans, config.max_seq_length, vocab["cls_id"], vocab["sep_id"]
+    )
+    masked = instances_lib.create_masked_lm_predictions(
+        pairs.input_ids,
+        pairs.input_mask,
+        vocab["special_token_ids"],
+        config.masked_lm_prob,
+        config.max_predictions_per_seq,
+        vocab["vocab_ids"],
+        vocab["mask_id"],
+        numpy_rng,
+        continuation_ids=vocab["continuation_ids"] if config.do_whole_word_mask else None,
+    )
+    order = numpy_rng.permutation(len(spans))
+    arrays = dict(
+        input_ids=masked.input_ids,
+        input_mask=pairs.input_mask,
+        segment_ids=pairs.segment_ids,
+        masked_lm_positions=masked.masked_lm_positions,
+        masked_lm_ids=masked.masked_lm_ids,
+        masked_lm_weights=masked.masked_lm_weights,
+        next_sentence_labels=pairs.next_sentence_labels[:, None],
+        replacement_kind=masked.replacement_kind,
+    )
+    return {name: value[order] for name, value in arrays.items()}
 
 
 def _unit_statistics(arrays: dict[str, np.ndarray]) -> collections.Counter:
-  kinds = arrays["replacement_kind"]
-  return collections.Counter(
-      instances=len(kinds),
-      tokens=int(arrays["input_mask"].sum()),
-      predictions=int((kinds >= 0).sum()),
-      replaced_by_mask=int((kinds == 0).sum()),
-      kept=int((kinds == 1).sum()),
-      replaced_by_random=int((kinds == 2).sum()),
-      random_next=int(arrays["next_sentence_labels"].sum()))
+    kinds = arrays["replacement_kind"]
+    return collections.Counter(
+        instances=len(kinds),
+        tokens=int(arrays["input_mask"].sum()),
+        predictions=int((kinds >= 0).sum()),
+        replaced_by_mask=int((kinds == 0).sum()),
+        kept=int((kinds == 1).sum()),
+        replaced_by_random=int((kinds == 2).sum()),
+        random_next=int(arrays["next_sentence_labels"].sum()),
+    )
 
 
 def _run_unit(task: _UnitTask):
-  """One (dupe, block) unit -> (framed TFRecord bytes, framed lengths, statistics)."""
-  corpus = _load_corpus(task.corpus_dir)
-  vocab = _vocab_arrays(_cached_tokenizer(task.config.vocab_file, task.config.do_lower_case))
-  arrays = create_unit_arrays(corpus, (task.document_begin, task.document_end), task.config,
-                              vocab, task.dupe, task.block)
-  framed, framed_lengths = tfrecord_writer.encode_tfrecords(arrays)
-  return framed, framed_lengths, _unit_statistics(arrays)
+    """One (dupe, block) unit -> (framed TFRecord bytes, framed lengths, statistics)."""
+    corpus = _load_corpus(task.corpus_dir)
+    vocab = _vocab_arrays(_cached_tokenizer(task.config.vocab_file, task.config.do_lower_case))
+    arrays = create_unit_arrays(
+        corpus, (task.document_begin, task.document_end), task.config, vocab, task.dupe, task.block
+    )
+    framed, framed_lengths = tfrecord_writer.encode_tfrecords(arrays)
+    return framed, framed_lengths, _unit_statistics(arrays)
 
 
 def write_instances(arrays: dict[str, np.ndarray], output_files: list[str]) -> int:
-  """Writes feature arrays (features.py names, leading dim N) as TFRecords, round-robin."""
-  with tfrecord_writer.RoundRobinTFRecordWriter(output_files) as writer:
-    writer.write(*tfrecord_writer.encode_tfrecords(arrays))
-    return writer.records_written
+    """Writes feature arrays (features.py names, leading dim N) as TFRecords, round-robin."""
+    with tfrecord_writer.RoundRobinTFRecordWriter(output_files) as writer:
+        writer.write(*tfrecord_writer.encode_tfrecords(arrays))
+        return writer.records_written
 
 
 def _multiprocessing_context():
-  # fork is fastest, but forking a process that already runs TensorFlow's or JAX's threads
-  # can deadlock the child; such callers (tests, notebooks) get spawn.
-  if "tensorflow" in sys.modules or "jax" in sys.modules:
-    return multiprocessing.get_context("spawn")
-  return multiprocessing.get_context("fork")
+    # fork is fastest, but forking a process that already runs TensorFlow's or JAX's threads
+    # can deadlock the child; such callers (tests, notebooks) get spawn.
+    if "tensorflow" in sys.modules or "jax" in sys.modules:
+        return multiprocessing.get_context("spawn")
+    return multiprocessing.get_context("fork")
 
 
 def _progress_bar(enabled: bool, **kwargs):
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+
+    return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
 def run(config: PretrainingDataConfig) -> dict:
-  """Creates the pretraining TFRecords; returns (and prints) a summary dict."""
-  if config.max_seq_length < 5:
-    raise ValueError(f"max_seq_length={config.max_seq_length}: needs room for [CLS] A [SEP] B "
-                     "[SEP] with A and B non-empty (>= 5)")
-  if not config.output_files:
-    raise ValueError("no output file given")
-  start_time = time.perf_counter()
-  load_tokenizer(config.vocab_file, config.do_lower_case)  # Fail early on a bad vocab.
-  num_workers = config.num_workers or os.cpu_count() or 1
-  config = dataclasses.replace(config, num_workers=num_workers)
-  counters = collections.Counter()
-  for path in config.output_files:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  pool = _multiprocessing_context().Pool(num_workers) if num_workers > 1 else None
-  try:
-    with tempfile.TemporaryDirectory(
-        prefix="bertjax_corpus_", dir=os.path.dirname(os.path.abspath(config.output_files[0]))
-    ) as corpus_dir:
-      with _progress_bar(config.progress, desc="tokenizing", unit=" sentences") as bar:
-        corpus = tokenize_corpus(config, corpus_dir, pool, counters, bar)
-      tokenize_seconds = time.perf_counter() - start_time
-      blocks = document_blocks(corpus, config.block_tokens)
-      units = [_UnitTask(corpus_dir, config, dupe, block, begin, end)
-               for dupe in range(config.dupe_factor)
-               for block, (begin, end) in enumerate(blocks)]
-      unit_order = np.random.default_rng(
-          np.random.SeedSequence(config.random_seed, spawn_key=(2**31,))).permutation(len(units))
-      with tfrecord_writer.RoundRobinTFRecordWriter(list(config.output_files)) as writer, \
-          _progress_bar(config.progress, desc="instances", unit=" instances",
-                        unit_scale=True) as bar:
-        for framed, framed_lengths, statistics in _ordered_map(
-            pool, _run_unit, (units[k] for k in unit_order), window=2 * num_workers):
-          writer.write(framed, framed_lengths)
-          counters.update(statistics)
-          bar.update(statistics["instances"])
-        output_bytes = writer.bytes_written
-  finally:
-    if pool is not None:
-      pool.close()
-      pool.join()
-  seconds = time.perf_counter() - start_time
-  predictions = max(counters["predictions"], 1)
-  instances = max(counters["instances"], 1)
-  summary = dict(
-      instances=counters["instances"],
-      documents=counters["documents"],
-      sentences=counters["sentences"],
-      input_bytes=counters["input_bytes"],
-      input_tokens=counters["input_tokens"],
-      tokens=counters["tokens"],
-      masked_lm_predictions=counters["predictions"],
-      masked_fraction=counters["predictions"] / max(counters["tokens"], 1),
-      masked_per_instance=counters["predictions"] / instances,
-      random_next_fraction=counters["random_next"] / instances,
-      replaced_by_mask_share=counters["replaced_by_mask"] / predictions,
-      kept_share=counters["kept"] / predictions,
-      replaced_by_random_share=counters["replaced_by_random"] / predictions,
-      invalid_utf8_lines_skipped=counters["invalid_utf8_lines"],
-      units=len(units),
-      num_workers=num_workers,
-      output_files=list(config.output_files),
-      output_bytes=output_bytes,
-      tokenize_seconds=tokenize_seconds,
-      seconds=seconds,
-      instances_per_second=counters["instances"] / seconds,
-  )
-  return summary
+    """Creates the pretraining TFRecords; returns (and prints) a summary dict."""
+    if config.max_seq_length < 5:
+        raise ValueError(
+            f"max_seq_length={config.max_seq_length}: needs room for [CLS] A [SEP] B "
+            "[SEP] with A and B non-empty (>= 5)"
+        )
+    if not config.output_files:
+        raise ValueError("no output file given")
+    start_time = time.perf_counter()
+    load_tokenizer(config.vocab_file, config.do_lower_case)  # Fail early on a bad vocab.
+    num_workers = config.num_workers or os.cpu_count() or 1
+    config = dataclasses.replace(config, num_workers=num_workers)
+    counters = collections.Counter()
+    for path in config.output_files:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    pool = _multiprocessing_context().Pool(num_workers) if num_workers > 1 else None
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix="bertjax_corpus_", dir=os.path.dirname(os.path.abspath(config.output_files[0]))
+        ) as corpus_dir:
+            with _progress_bar(config.progress, desc="tokenizing", unit=" sentences") as bar:
+                corpus = tokenize_corpus(config, corpus_dir, pool, counters, bar)
+            tokenize_seconds = time.perf_counter() - start_time
+            blocks = document_blocks(corpus, config.block_tokens)
+            units = [
+                _UnitTask(corpus_dir, config, dupe, block, begin, end)
+                for dupe in range(config.dupe_factor)
+                for block, (begin, end) in enumerate(blocks)
+            ]
+            unit_order = np.random.default_rng(
+                np.random.SeedSequence(config.random_seed, spawn_key=(2**31,))
+            ).permutation(len(units))
+            with (
+                tfrecord_writer.RoundRobinTFRecordWriter(list(config.output_files)) as writer,
+                _progress_bar(
+                    config.progress, desc="instances", unit=" instances", unit_scale=True
+                ) as bar,
+            ):
+                for framed, framed_lengths, statistics in _ordered_map(
+                    pool, _run_unit, (units[k] for k in unit_order), window=2 * num_workers
+                ):
+                    writer.write(framed, framed_lengths)
+                    counters.update(statistics)
+                    bar.update(statistics["instances"])
+                output_bytes = writer.bytes_written
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    seconds = time.perf_counter() - start_time
+    predictions = max(counters["predictions"], 1)
+    instances = max(counters["instances"], 1)
+    summary = dict(
+        instances=counters["instances"],
+        documents=counters["documents"],
+        sentences=counters["sentences"],
+        input_bytes=counters["input_bytes"],
+        input_tokens=counters["input_tokens"],
+        tokens=counters["tokens"],
+        masked_lm_predictions=counters["predictions"],
+        masked_fraction=counters["predictions"] / max(counters["tokens"], 1),
+        masked_per_instance=counters["predictions"] / instances,
+        random_next_fraction=counters["random_next"] / instances,
+        replaced_by_mask_share=counters["replaced_by_mask"] / predictions,
+        kept_share=counters["kept"] / predictions,
+        replaced_by_random_share=counters["replaced_by_random"] / predictions,
+        invalid_utf8_lines_skipped=counters["invalid_utf8_lines"],
+        units=len(units),
+        num_workers=num_workers,
+        output_files=list(config.output_files),
+        output_bytes=output_bytes,
+        tokenize_seconds=tokenize_seconds,
+        seconds=seconds,
+        instances_per_second=counters["instances"] / seconds,
+    )
+    return summary
 
 
 def _define_flags():
-  # Defined on demand (not at import) so that importing this module next to the vendored
-  # original script, which defines the same absl flags, does not clash.
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  flags.DEFINE_string("input_file", None, "Input text file(s): comma list of files or globs.")
-  flags.DEFINE_string("output_file", None, "Output TFRecord file(s): comma list.")
-  flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary of the BERT model.")
-  flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
-  flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words rather than WordPieces.")
-  flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
-  flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked LM predictions per seq.")
-  flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
-  flags.DEFINE_integer("dupe_factor", 10, "Times to duplicate the input (different masks).")
-  flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
-  flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter target length.")
-  flags.DEFINE_integer("num_workers", 0, "Worker processes (0: all cores); output unchanged.")
-  flags.DEFINE_integer("block_tokens", 1 << 18, "Tokens per (dupe, block) unit; part of the "
-                       "seed, so changing it changes the output.")
-  flags.DEFINE_bool("skip_invalid_utf8", False, "Skip (and count) non-UTF-8 lines.")
-  flags.DEFINE_bool("progress", True, "Show progress bars.")
-  for name in ("input_file", "output_file", "vocab_file"):
-    flags.mark_flag_as_required(name)
-  return flags.FLAGS
+    # Defined on demand (not at import) so that importing this module next to the vendored
+    # original script, which defines the same absl flags, does not clash.
+    from absl import flags  # pylint: disable=import-outside-toplevel
+
+    flags.DEFINE_string("input_file", None, "Input text file(s): comma list of files or globs.")
+    flags.DEFINE_string("output_file", None, "Output TFRecord file(s): comma list.")
+    flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary of the BERT model.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
+    flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words rather than WordPieces.")
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked LM predictions per seq.")
+    flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+    flags.DEFINE_integer("dupe_factor", 10, "Times to duplicate the input (different masks).")
+    flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+    flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter target length.")
+    flags.DEFINE_integer("num_workers", 0, "Worker processes (0: all cores); output unchanged.")
+    flags.DEFINE_integer(
+        "block_tokens",
+        1 << 18,
+        "Tokens per (dupe, block) unit; part of the seed, so changing it changes the output.",
+    )
+    flags.DEFINE_bool("skip_invalid_utf8", False, "Skip (and count) non-UTF-8 lines.")
+    flags.DEFINE_bool("progress", True, "Show progress bars.")
+    for name in ("input_file", "output_file", "vocab_file"):
+        flags.mark_flag_as_required(name)
+    return flags.FLAGS
 
 
 def main(argv):
-  del argv
-  import json  # pylint: disable=import-outside-toplevel
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  flag_values = flags.FLAGS
-  summary = run(PretrainingDataConfig(
-      input_files=tuple(flag_values.input_file.split(",")),
-      output_files=tuple(flag_values.output_file.split(",")),
-      vocab_file=flag_values.vocab_file,
-      do_lower_case=flag_values.do_lower_case,
-      do_whole_word_mask=flag_values.do_whole_word_mask,
-      max_seq_length=flag_values.max_seq_length,
-      max_predictions_per_seq=flag_values.max_predictions_per_seq,
-      random_seed=flag_values.random_seed,
-      dupe_factor=flag_values.dupe_factor,
-      masked_lm_prob=flag_values.masked_lm_prob,
-      short_seq_prob=flag_values.short_seq_prob,
-      num_workers=flag_values.num_workers,
-      block_tokens=flag_values.block_tokens,
-      skip_invalid_utf8=flag_values.skip_invalid_utf8,
-      progress=flag_values.progress))
-  print(json.dumps(summary, indent=1))
+    del argv
+    import json  # pylint: disable=import-outside-toplevel
+    from absl import flags  # pylint: disable=import-outside-toplevel
+
+    flag_values = flags.FLAGS
+    summary = run(
+        PretrainingDataConfig(
+            input_files=tuple(flag_values.input_file.split(",")),
+            output_files=tuple(flag_values.output_file.split(",")),
+            vocab_file=flag_values.vocab_file,
+            do_lower_case=flag_values.do_lower_case,
+            do_whole_word_mask=flag_values.do_whole_word_mask,
+            max_seq_length=flag_values.max_seq_length,
+            max_predictions_per_seq=flag_values.max_predictions_per_seq,
+            random_seed=flag_values.random_seed,
+            dupe_factor=flag_values.dupe_factor,
+            masked_lm_prob=flag_values.masked_lm_prob,
+            short_seq_prob=flag_values.short_seq_prob,
+            num_workers=flag_values.num_workers,
+            block_tokens=flag_values.block_tokens,
+            skip_invalid_utf8=flag_values.skip_invalid_utf8,
+            progress=flag_values.progress,
+        )
+    )
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+    from absl import app  # pylint: disable=g-import-not-at-top
+
+    _define_flags()
+    app.run(main)

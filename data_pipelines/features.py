@@ -19,6 +19,7 @@ Shape legend: S = max_seq_length, P = max_predictions_per_seq.
 This module stays free of TensorFlow at import time: the writer must not pay TF's
 multi-second import, so `tf_feature_spec` imports it lazily.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,19 +30,22 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-  """One feature of a pretraining record.
+    """One feature of a pretraining record.
 
-  Attributes:
-    name: the tf.train.Example feature key.
-    dtype: "int64" (Int64List) or "float32" (FloatList).
-    length: "seq" for [S], "predictions" for [P], "one" for [1].
-  """
-  name: str
-  dtype: Literal["int64", "float32"]
-  length: Literal["seq", "predictions", "one"]
+    Attributes:
+      name: the tf.train.Example feature key.
+      dtype: "int64" (Int64List) or "float32" (FloatList).
+      length: "seq" for [S], "predictions" for [P], "one" for [1].
+    """
 
-  def size(self, max_seq_length: int, max_predictions_per_seq: int) -> int:
-    return {"seq": max_seq_length, "predictions": max_predictions_per_seq, "one": 1}[self.length]
+    name: str
+    dtype: Literal["int64", "float32"]
+    length: Literal["seq", "predictions", "one"]
+
+    def size(self, max_seq_length: int, max_predictions_per_seq: int) -> int:
+        return {"seq": max_seq_length, "predictions": max_predictions_per_seq, "one": 1}[
+            self.length
+        ]
 
 
 # Order matches the original writer's OrderedDict (readers do not depend on it).
@@ -58,17 +62,20 @@ FEATURE_NAMES = tuple(feature.name for feature in PRETRAINING_FEATURES)
 
 
 def feature_shapes(max_seq_length: int, max_predictions_per_seq: int) -> dict[str, tuple[int]]:
-  """Per-record shape of every feature: {name: (S,) | (P,) | (1,)}."""
-  return {f.name: (f.size(max_seq_length, max_predictions_per_seq),) for f in PRETRAINING_FEATURES}
+    """Per-record shape of every feature: {name: (S,) | (P,) | (1,)}."""
+    return {
+        f.name: (f.size(max_seq_length, max_predictions_per_seq),) for f in PRETRAINING_FEATURES
+    }
 
 
 def tf_feature_spec(max_seq_length: int, max_predictions_per_seq: int):
-  """The original reader's `name_to_features`: {name: tf.io.FixedLenFeature(shape, dtype)}."""
-  import tensorflow as tf  # Lazy: the writer path never imports TensorFlow.
+    """The original reader's `name_to_features`: {name: tf.io.FixedLenFeature(shape, dtype)}."""
+    import tensorflow as tf  # Lazy: the writer path never imports TensorFlow.
 
-  dtypes = {"int64": tf.int64, "float32": tf.float32}
-  return {
-      f.name: tf.io.FixedLenFeature([f.size(max_seq_length, max_predictions_per_seq)],
-                                    dtypes[f.dtype])
-      for f in PRETRAINING_FEATURES
-  }
+    dtypes = {"int64": tf.int64, "float32": tf.float32}
+    return {
+        f.name: tf.io.FixedLenFeature(
+            [f.size(max_seq_length, max_predictions_per_seq)], dtypes[f.dtype]
+        )
+        for f in PRETRAINING_FEATURES
+    }

@@ -1,4 +1,5 @@
 """The TFRecord pretraining reader: spec, exact resume, host sharding and validation."""
+
 import numpy as np
 import pytest
 
@@ -9,79 +10,136 @@ from data_pipelines import pretraining_input
 
 @pytest.fixture(scope="module")
 def record_files(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("records")
-  corpus = str(directory / "corpus.txt")
-  corpora.write_documents(corpora.stdlib_docstring_documents(
-      ("json", "csv", "textwrap", "string", "heapq", "bisect", "shlex", "fractions")), corpus)
-  files = tuple(str(directory / f"train-{i}.tfrecord") for i in range(3))
-  summary = cpd.run(cpd.PretrainingDataConfig(
-      input_files=(corpus,), output_files=files, vocab_file=corpora.default_vocab_file(),
-      max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1, num_workers=1,
-      progress=False))
-  return files, summary["instances"]
+    directory = tmp_path_factory.mktemp("records")
+    corpus = str(directory / "corpus.txt")
+    corpora.write_documents(
+        corpora.stdlib_docstring_documents(
+            ("json", "csv", "textwrap", "string", "heapq", "bisect", "shlex", "fractions")
+        ),
+        corpus,
+    )
+    files = tuple(str(directory / f"train-{i}.tfrecord") for i in range(3))
+    summary = cpd.run(
+        cpd.PretrainingDataConfig(
+            input_files=(corpus,),
+            output_files=files,
+            vocab_file=corpora.default_vocab_file(),
+            max_seq_length=64,
+            max_predictions_per_seq=10,
+            dupe_factor=1,
+            num_workers=1,
+            progress=False,
+        )
+    )
+    return files, summary["instances"]
 
 
 def _batches(dataset, count):
-  iterator = iter(dataset)
-  return [{k: v.numpy() for k, v in next(iterator).items()} for _ in range(count)]
+    iterator = iter(dataset)
+    return [{k: v.numpy() for k, v in next(iterator).items()} for _ in range(count)]
 
 
 def test_batches_have_the_feature_dict_and_dtypes(record_files):
-  files, _ = record_files
-  batch = _batches(pretraining_input.make_pretraining_dataset(
-      list(files), 4, 64, 10, is_training=True, seed=0, vocab_size=30522), 1)[0]
-  assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == {
-      "input_ids": ((4, 64), "int32"), "input_mask": ((4, 64), "int32"),
-      "segment_ids": ((4, 64), "int32"), "masked_lm_positions": ((4, 10), "int32"),
-      "masked_lm_ids": ((4, 10), "int32"), "masked_lm_weights": ((4, 10), "float32"),
-      "next_sentence_labels": ((4,), "int32")}
+    files, _ = record_files
+    batch = _batches(
+        pretraining_input.make_pretraining_dataset(
+            list(files), 4, 64, 10, is_training=True, seed=0, vocab_size=30522
+        ),
+        1,
+    )[0]
+    assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == {
+        "input_ids": ((4, 64), "int32"),
+        "input_mask": ((4, 64), "int32"),
+        "segment_ids": ((4, 64), "int32"),
+        "masked_lm_positions": ((4, 10), "int32"),
+        "masked_lm_ids": ((4, 10), "int32"),
+        "masked_lm_weights": ((4, 10), "float32"),
+        "next_sentence_labels": ((4,), "int32"),
+    }
 
 
 def test_start_step_resumes_exactly(record_files):
-  files, num_records = record_files
-  epoch_batches = num_records // 8
-  full = _batches(pretraining_input.make_pretraining_dataset(
-      ",".join(files), 8, 64, 10, is_training=True, seed=3), epoch_batches + 6)
-  start = epoch_batches - 2  # crosses an epoch boundary (reshuffled file order)
-  resumed = _batches(pretraining_input.make_pretraining_dataset(
-      ",".join(files), 8, 64, 10, is_training=True, seed=3, start_step=start), 8)
-  for k, batch in enumerate(resumed):
-    for name in batch:
-      np.testing.assert_array_equal(batch[name], full[start + k][name])
-  other_seed = _batches(pretraining_input.make_pretraining_dataset(
-      ",".join(files), 8, 64, 10, is_training=True, seed=4), 1)[0]
-  assert not np.array_equal(other_seed["input_ids"], full[0]["input_ids"])
+    files, num_records = record_files
+    epoch_batches = num_records // 8
+    full = _batches(
+        pretraining_input.make_pretraining_dataset(
+            ",".join(files), 8, 64, 10, is_training=True, seed=3
+        ),
+        epoch_batches + 6,
+    )
+    start = epoch_batches - 2  # crosses an epoch boundary (reshuffled file order)
+    resumed = _batches(
+        pretraining_input.make_pretraining_dataset(
+            ",".join(files), 8, 64, 10, is_training=True, seed=3, start_step=start
+        ),
+        8,
+    )
+    for k, batch in enumerate(resumed):
+        for name in batch:
+            np.testing.assert_array_equal(batch[name], full[start + k][name])
+    other_seed = _batches(
+        pretraining_input.make_pretraining_dataset(
+            ",".join(files), 8, 64, 10, is_training=True, seed=4
+        ),
+        1,
+    )[0]
+    assert not np.array_equal(other_seed["input_ids"], full[0]["input_ids"])
 
 
 def _all_ids(dataset):
-  return [tuple(row) for batch in dataset for row in batch["input_ids"].numpy()]
+    return [tuple(row) for batch in dataset for row in batch["input_ids"].numpy()]
 
 
 def test_hosts_read_disjoint_shards_of_files_or_records(record_files):
-  files, num_records = record_files
-  everything = _all_ids(pretraining_input.make_pretraining_dataset(
-      list(files), 16, 64, 10, is_training=False, seed=0))
-  assert len(everything) == num_records
-  for process_count in (2, 4):  # 3 files: by files for 2 hosts, by records for 4 hosts.
-    shards = [_all_ids(pretraining_input.make_pretraining_dataset(
-        list(files), 16, 64, 10, is_training=False, seed=0, process_index=i,
-        process_count=process_count)) for i in range(process_count)]
-    assert sorted(sum(shards, [])) == sorted(everything)
-    assert all(len(shard) > 0 for shard in shards)
+    files, num_records = record_files
+    everything = _all_ids(
+        pretraining_input.make_pretraining_dataset(
+            list(files), 16, 64, 10, is_training=False, seed=0
+        )
+    )
+    assert len(everything) == num_records
+    for process_count in (2, 4):  # 3 files: by files for 2 hosts, by records for 4 hosts.
+        shards = [
+            _all_ids(
+                pretraining_input.make_pretraining_dataset(
+                    list(files),
+                    16,
+                    64,
+                    10,
+                    is_training=False,
+                    seed=0,
+                    process_index=i,
+                    process_count=process_count,
+                )
+            )
+            for i in range(process_count)
+        ]
+        assert sorted(sum(shards, [])) == sorted(everything)
+        assert all(len(shard) > 0 for shard in shards)
 
 
 def test_bad_records_fail_naming_file_and_feature(record_files):
-  import tensorflow as tf
-  files, _ = record_files
-  with pytest.raises(ValueError, match=r"train-0\.tfrecord: first record does not match "
-                                       r"max_seq_length=128.*Key: \w+"):
-    pretraining_input.make_pretraining_dataset(list(files), 4, 128, 10, is_training=True,
-                                               seed=0)
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match=r"input_ids has a value >= 1000.*train-\d\.tfrecord"):
-    _batches(pretraining_input.make_pretraining_dataset(list(files), 4, 64, 10,
-                                                        is_training=True, seed=0,
-                                                        vocab_size=1000), 1)
-  with pytest.raises(FileNotFoundError, match="matches no file"):
-    pretraining_input.make_pretraining_dataset("/nonexistent/*.tfrecord", 4, 64, 10,
-                                               is_training=True, seed=0)
+    import tensorflow as tf
+
+    files, _ = record_files
+    with pytest.raises(
+        ValueError,
+        match=r"train-0\.tfrecord: first record does not match "
+        r"max_seq_length=128.*Key: \w+",
+    ):
+        pretraining_input.make_pretraining_dataset(
+            list(files), 4, 128, 10, is_training=True, seed=0
+        )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"input_ids has a value >= 1000.*train-\d\.tfrecord"
+    ):
+        _batches(
+            pretraining_input.make_pretraining_dataset(
+                list(files), 4, 64, 10, is_training=True, seed=0, vocab_size=1000
+            ),
+            1,
+        )
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        pretraining_input.make_pretraining_dataset(
+            "/nonexistent/*.tfrecord", 4, 64, 10, is_training=True, seed=0
+        )
