@@ -17,8 +17,12 @@ def get_config() -> ml_collections.ConfigDict:
         hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, remat=False, scan_layers=False))
 
     config.data = ml_collections.ConfigDict(dict(
-        source="tfrecord",          # "tfrecord" (original-format files) or "default_corpus"
+        # "tfrecord": original-format files; "default_corpus": the embedded stdlib docstrings
+        # written as TFRecords on first use; "dynamic": pairs and masks made on the fly from
+        # documents (input_files in the original text format, or the stdlib docstrings).
+        source="tfrecord",
         input_files="",             # comma list or globs; gs:// works through tf.io.gfile
+        do_lower_case=True,
         eval_input_files="",        # default: the training files, as the original
         vocab_file="",
         max_seq_length=128,

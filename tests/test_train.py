@@ -94,3 +94,14 @@ def test_nonfinite_steps_skipped_by_policy(data_cache, tmp_path):
                if r["split"] == "train"]
     assert len(records) == config.num_train_steps
     assert all(r["nonfinite"] == 1.0 for r in records[1:])
+
+
+def test_dynamic_masking_source_trains_and_resumes_exactly(data_cache, tmp_path, monkeypatch):
+    config = _config(data_cache, **{"data.source": "dynamic", "num_train_steps": 4})
+    train.train_and_evaluate(config, str(tmp_path / "straight"))
+    resumed = str(tmp_path / "resumed")
+    train.train_and_evaluate(_config(data_cache, **{"data.source": "dynamic",
+                                                    "num_train_steps": 2,
+                                                    "checkpoint_every_steps": 2}), resumed)
+    train.train_and_evaluate(config, resumed)  # continues from step 2 to 4
+    assert _losses(resumed) == _losses(str(tmp_path / "straight"))
