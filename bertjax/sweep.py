@@ -210,6 +210,7 @@ class SeedTrainer:
             return task.predict(task.forward(task.model, params, batch, None, True))
 
         self._init_one = jax.jit(self._init_fn)
+        self._init_many = None
         self._step_one = jax.jit(step_one)
         self._step_many = jax.jit(jax.vmap(step_one), donate_argnums=0)
         self._predict_many = jax.jit(jax.vmap(predict_one, in_axes=(0, None)))
@@ -218,10 +219,12 @@ class SeedTrainer:
                     ) -> train_step.TrainState:
         """The stacked initial state [K, ...] of the seeds, placed on the mesh."""
         keys = [jnp.stack(parts) for parts in zip(*(_init_keys(seed) for seed in seeds))]
-        init_many = jax.vmap(self._init_fn, in_axes=(0, 0, 0, None))
-        abstract = jax.eval_shape(init_many, *keys, pretrained_bert)
-        return jax.jit(init_many, out_shardings=_seed_sharding(self.mesh, abstract))(
-            *keys, pretrained_bert)
+        if self._init_many is None:  # built once: its shardings need the state's structure
+            init_many = jax.vmap(self._init_fn, in_axes=(0, 0, 0, None))
+            abstract = jax.eval_shape(init_many, *keys, pretrained_bert)
+            self._init_many = jax.jit(init_many,
+                                      out_shardings=_seed_sharding(self.mesh, abstract))
+        return self._init_many(*keys, pretrained_bert)
 
     def run(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
             dev_features: Mapping[str, np.ndarray], seeds: Sequence[SeedComponents], *,

@@ -26,7 +26,7 @@ def minilm_checkpoint() -> str:
 
 def get_config(arg: str = ""):
     args = arms.parse_arg(arg, arm="devlin+adamw_3ep+mosbach", seeds=10, seeds_per_program=5,
-                          max_seq_length=64, train_per_topic=60, runlocal=False)
+                          max_seq_length=48, train_per_topic=40, runlocal=False)
     config = arms.base_config()
     config.arms = arms.parse_arms(args["arm"])
     config.task.name = "docstring_topics"

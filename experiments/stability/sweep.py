@@ -138,6 +138,24 @@ def _write_json(path: str, value: Any) -> None:
     os.replace(tmp, path)  # a crash mid-write never leaves a truncated file
 
 
+def make_trainer(config: ml_collections.ConfigDict, bert_config, num_labels: int,
+                 train_features: dict, seeds_per_program: int):
+    """(SeedTrainer, T) of one arm's config: optimizer, schedule, re-init and mesh."""
+    total_steps = sweep.num_train_steps(train_features, config.batch_size, config.num_epochs)
+    opt = config.optimizer
+    optimizer = optimizers.create_optimizer(
+        opt.learning_rate, total_steps, int(opt.warmup_proportion * total_steps),
+        optimizer=opt.name, schedule=opt.schedule, weight_decay_rate=opt.weight_decay_rate,
+        clip_norm=opt.clip_norm, layerwise_lr_decay=opt.layerwise_lr_decay or None,
+        num_layers=bert_config.num_hidden_layers)
+    trainer = sweep.SeedTrainer(
+        tasks.classification(bert_config, num_labels), optimizer.tx, optimizer.schedule,
+        max_seq_length=config.task.max_seq_length, reinit_layers=config.reinit_layers,
+        initializer_range=bert_config.initializer_range,
+        mesh=sweep.seed_mesh(seeds_per_program))
+    return trainer, total_steps
+
+
 def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pretrained,
             workdir: str) -> str:
     """Trains every missing seed of one arm (config from `arms.arm_config`); returns its path."""
@@ -150,18 +168,9 @@ def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pret
              for name in ("init_seed", "data_seed", "dropout_seed")}
     todo = [seed for seed in sweep.seed_components(run_seeds, **fixed) if seed.run_seed not in done]
 
-    total_steps = sweep.num_train_steps(data.train, config.batch_size, config.num_epochs)
-    opt = config.optimizer
-    optimizer = optimizers.create_optimizer(
-        opt.learning_rate, total_steps, int(opt.warmup_proportion * total_steps),
-        optimizer=opt.name, schedule=opt.schedule, weight_decay_rate=opt.weight_decay_rate,
-        clip_norm=opt.clip_norm, layerwise_lr_decay=opt.layerwise_lr_decay or None,
-        num_layers=bert_config.num_hidden_layers)
     per_program = min(config.seeds_per_program, max(len(todo), 1))
-    trainer = sweep.SeedTrainer(
-        tasks.classification(bert_config, data.num_labels), optimizer.tx, optimizer.schedule,
-        max_seq_length=config.task.max_seq_length, reinit_layers=config.reinit_layers,
-        initializer_range=bert_config.initializer_range, mesh=sweep.seed_mesh(per_program))
+    trainer, total_steps = make_trainer(config, bert_config, data.num_labels, data.train,
+                                        per_program)
     header = {"task": data.name, "arm": config.arm, "config": config.to_dict(),
               "primary_metric": config.task.primary_metric,
               "majority_baseline": data.majority_baseline, "task_description": data.description,
@@ -192,9 +201,8 @@ def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pret
     return path
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
-    """Runs every arm of `config.arms`; returns the per-arm JSON paths."""
-    from experiments.stability import arms  # pylint: disable=import-outside-toplevel
+def load_inputs(config: ml_collections.ConfigDict):
+    """(BertConfig, pretrained BertModel params, TaskData) of a sweep config."""
     bert_config, pretrained = load_pretrained(config.init_checkpoint)
     vocab_file = config.vocab_file or os.path.join(config.init_checkpoint, "vocab.txt")
     tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
@@ -204,6 +212,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
         bert_config = bert_config.replace(vocab_size=int(
             pretrained["embeddings"]["word_embeddings"]["embedding"].shape[0]))
         logging.info("vocabulary restricted to the %d ids the task uses", bert_config.vocab_size)
+    return bert_config, pretrained, data
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+    """Runs every arm of `config.arms`; returns the per-arm JSON paths."""
+    from experiments.stability import arms  # pylint: disable=import-outside-toplevel
+    bert_config, pretrained, data = load_inputs(config)
     return [run_arm(arms.arm_config(config, arm), data, bert_config, pretrained, workdir)
             for arm in config.arms]
 

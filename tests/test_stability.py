@@ -1,0 +1,267 @@
+"""The stability experiments: arms, the sweep driver with real text, and the analysis.
+
+A tiny random-init BERT (2 layers, H=32) with a small vocabulary built from the task's own words
+is saved as an HF checkpoint and fine-tuned on a few docstring-topic paragraphs. Oracles: the
+bias-correction factor sqrt(1 - b2) / (1 - b1) = 0.316 of Adam's first step (REFERENCES.md
+section 4), the LLRD factors decay**(L - i), bertjax.reinit.reinit_top_layers itself, numpy
+statistics, and Mosbach et al.'s failure rule.
+"""
+
+import collections
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bertjax import config as bert_config_lib
+from bertjax import convert, modeling, reinit, tokenization
+from experiments.stability import analyze, arms, bert_large_glue, docstring_topics
+from experiments.stability import sweep as stability_sweep
+
+S = 32
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny HF BertModel checkpoint whose vocab.txt holds the task's 300 commonest words."""
+    topics = docstring_topics.build(max_train_per_topic=4, max_dev_per_topic=4)
+    basic = tokenization.BasicTokenizer(do_lower_case=True)
+    counts = collections.Counter(word for example in topics.train + topics.dev
+                                 for word in basic.tokenize(example.text_a))
+    words = [word for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:300]
+    vocab = SPECIAL_TOKENS + words
+    config = bert_config_lib.preset("tiny", vocab_size=len(vocab), hidden_size=32,
+                                    intermediate_size=64, max_position_embeddings=S)
+    params = jax.device_get(modeling.BertModel(config).init(
+        jax.random.PRNGKey(0), *modeling.dummy_inputs(1, S))["params"])
+    path = str(tmp_path_factory.mktemp("tiny_bert"))
+    convert.save_hf(config, jax.tree.map(np.asarray, _unbox(params)), path)
+    with open(os.path.join(path, "vocab.txt"), "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    return path
+
+
+def _unbox(tree):
+    import flax.linen as nn
+    return nn.meta.unbox(tree)
+
+
+def _tiny_config(checkpoint_path):
+    config = arms.base_config()
+    config.task.name = "docstring_topics"
+    config.task.max_seq_length = S
+    config.task.max_train_per_topic = 4
+    config.task.max_dev_per_topic = 4
+    config.init_checkpoint = checkpoint_path
+    config.batch_size = 8
+    config.eval_batch_size = 32
+    config.seeds = 2
+    config.seeds_per_program = 2
+    config.grad_norm_first_steps = 4
+    config.grad_norm_every = 3
+    config.arm_settings.reinit_layers = 1
+    return config
+
+
+def _first_step_update(config, bert_config, pretrained, data, seeds=(0,)):
+    """(initial params, params after ONE step on the first 8 train rows) of seeds [K, ...]."""
+    one_batch = {name: value[:8] for name, value in data.train.items()}
+    config.num_epochs = 1
+    trainer, total_steps = stability_sweep.make_trainer(config, bert_config, data.num_labels,
+                                                        one_batch, len(seeds))
+    assert total_steps == 1
+    components = stability_sweep.sweep.seed_components(list(seeds))
+    before = jax.device_get(trainer.init_states(pretrained, components).params)
+    result = trainer.run(pretrained, one_batch, data.dev, components, batch_size=8, num_epochs=1,
+                         score_fn=data.score_fn)
+    return before, jax.device_get(result.state.params)
+
+
+@pytest.fixture(scope="module")
+def inputs(checkpoint):
+    return stability_sweep.load_inputs(_tiny_config(checkpoint))
+
+
+def test_arms_change_only_what_they_state():
+    base = arms.base_config()
+    reference = arms.arm_config(base, "adamw_3ep").to_dict()
+
+    def changed(arm):
+        config = arms.arm_config(base, arm).to_dict()
+        flat = lambda d, p="": {f"{p}{k}": v for key, val in d.items()  # noqa: E731
+                                for k, v in (flat(val, f"{key}.").items()
+                                             if isinstance(val, dict) else [(key, val)])}
+        a, b = flat(config), flat(reference)
+        return {key: a[key] for key in a if a[key] != b[key] and key != "arm"}
+
+    assert changed("devlin") == {"optimizer.name": "bert_adam"}
+    assert changed("mosbach") == {"num_epochs": 20}
+    assert changed("reinit") == {"reinit_layers": 5}
+    assert changed("llrd") == {"optimizer.layerwise_lr_decay": 0.95}
+    assert reference["optimizer"]["name"] == "adamw" and reference["num_epochs"] == 3
+    assert reference["optimizer"]["learning_rate"] == 2e-5
+    assert reference["optimizer"]["warmup_proportion"] == 0.1
+    assert arms.parse_arms("all") == tuple(arms.ARMS)
+    with pytest.raises(ValueError, match="unknown arms"):
+        arms.parse_arms("devlin+adam")
+    with pytest.raises(ValueError, match="key=value"):
+        arms.parse_arg("sedes=3", seeds=25)
+    for task, metric in (("rte", "accuracy"), ("mrpc", "f1"), ("cola", "matthews_corrcoef")):
+        config = bert_large_glue.get_config(f"task={task},arm=devlin+mosbach,seeds=25")
+        assert config.task.primary_metric == metric and config.seeds == 25
+        assert config.arms == ("devlin", "mosbach") and config.arm_settings.reinit_layers == 5
+
+
+@pytest.fixture(scope="module")
+def first_steps(inputs):
+    """{arm: first update (after - before) of seed 0} for devlin, adamw_3ep and llrd."""
+    bert_config, pretrained, data = inputs
+    base = _tiny_config("")
+    base.optimizer.warmup_proportion = 0.0  # lr(0) = init_lr: the first update is not zero
+    base.optimizer.learning_rate = 1e-3
+    base.arm_settings.layerwise_lr_decay = 0.5  # visible LLRD factors: 0.5, 0.25, 0.125
+    steps = {}
+    for arm in ("devlin", "adamw_3ep", "llrd"):
+        before, after = _first_step_update(arms.arm_config(base, arm), bert_config, pretrained,
+                                           data)
+        steps[arm] = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b, after, before)
+    return steps
+
+
+def test_devlin_first_step_is_adam_without_bias_correction(first_steps):
+    # Same gradient g (same init, batch and dropout), lr 1e-3, eps 1e-6, on the leaves without
+    # weight decay (biases: near 0, so their updates are exact in float32):
+    #   Adam:      lr * |g| / (|g| + eps)                (m_hat = g, v_hat = g^2)
+    #   original:  lr * 0.1 |g| / (sqrt(0.001) |g| + eps) (m = 0.1 g, v = 0.001 g^2)
+    # |g| is recovered from Adam's update; where |g| >> eps the ratio is 1 / 0.316.
+    lr, eps = 1e-3, 1e-6
+    ratios, expected = [], []
+    for path, adam in jax.tree_util.tree_leaves_with_path(first_steps["adamw_3ep"]):
+        if path[-1].key != "bias":
+            continue
+        devlin = _get(first_steps["devlin"], path)
+        r = np.abs(adam) / lr
+        use = (r > 0.99) & (r < 1)
+        g = eps * r[use] / (1 - r[use])
+        ratios.extend(devlin[use] / adam[use])
+        expected.extend(0.1 * (g + eps) / (np.sqrt(0.001) * g + eps))
+    assert len(ratios) >= 5
+    np.testing.assert_allclose(ratios, expected, rtol=1e-3)
+    np.testing.assert_allclose(np.max(ratios), 1 / 0.316, rtol=2e-3)
+    np.testing.assert_allclose(np.sqrt(1 - 0.999) / (1 - 0.9), 0.316, atol=1e-3)
+
+
+def _get(tree, path):
+    for key in path:
+        tree = tree[key.key]
+    return tree
+
+
+def test_llrd_scales_each_layers_step_by_its_factor(first_steps):
+    expected_factor = {"embeddings": 0.125, "layer_0": 0.25, "layer_1": 0.5, "pooler": 1.0,
+                       "classifier": 1.0}
+    for path, adam in jax.tree_util.tree_leaves_with_path(first_steps["adamw_3ep"]):
+        keys = [k.key for k in path]
+        group = keys[0] if keys[0] == "classifier" else (
+            keys[2] if keys[1] == "encoder" else keys[1])
+        np.testing.assert_allclose(_get(first_steps["llrd"], path),
+                                   expected_factor[group] * adam, rtol=1e-4,
+                                   # two float32 ulps of a LayerNorm scale near 1
+                                   atol=2.5e-7, err_msg="/".join(keys))
+
+
+def test_reinit_arm_replaces_exactly_the_top_layers_and_pooler(inputs):
+    bert_config, pretrained, data = inputs
+    base = _tiny_config("")
+    base.optimizer.learning_rate = 0.0  # the final params are the initial ones
+    _, final = _first_step_update(arms.arm_config(base, "reinit"), bert_config, pretrained,
+                                  data, seeds=(0, 1))
+    for k, init_seed in enumerate((0, 1)):
+        bert = jax.tree.map(lambda x: x[k], final["bert"])
+        for x, y in zip(jax.tree.leaves(bert["embeddings"]),
+                        jax.tree.leaves(pretrained["embeddings"])):
+            np.testing.assert_array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(bert["encoder"]["layer_0"]),
+                        jax.tree.leaves(pretrained["encoder"]["layer_0"])):
+            np.testing.assert_array_equal(x, y)
+        # The oracle: the library's re-init with the sweep's re-init key of this init seed.
+        expected = reinit.reinit_top_layers(
+            {"bert": pretrained}, 1,
+            jax.random.fold_in(jax.random.PRNGKey(init_seed), 1))["bert"]
+        for part in (("encoder", "layer_1"), ("pooler",)):
+            got, want, old = bert, expected, pretrained
+            for key in part:
+                got, want, old = got[key], want[key], old[key]
+            for g, w, o in zip(jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(old)):
+                np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+            kernel = got["dense"]["kernel"] if "dense" in got else got["output"]["dense"]["kernel"]
+            assert not np.allclose(kernel, (old["dense"] if "dense" in old else
+                                            old["output"]["dense"])["kernel"])
+    assert not np.allclose(final["classifier"]["kernel"][0], final["classifier"]["kernel"][1])
+    assert not np.allclose(final["bert"]["pooler"]["dense"]["kernel"][0],
+                           final["bert"]["pooler"]["dense"]["kernel"][1])
+
+
+def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
+    config = _tiny_config(checkpoint)
+    config.arms = ("devlin", "mosbach")
+    config.optimizer.learning_rate = 1e-3
+    workdir = str(tmp_path / "sweep")
+    paths = stability_sweep.run(config, workdir)
+    assert [os.path.basename(p) for p in paths] == ["devlin.json", "mosbach.json"]
+    with open(paths[1]) as f:
+        mosbach = json.load(f)
+    assert mosbach["num_train_steps"] == 20 * 3 and len(mosbach["learning_rate"]) == 60
+    assert [r["run_seed"] for r in mosbach["records"]] == [0, 1]
+    record = mosbach["records"][0]
+    assert len(record["train_loss"]) == 60
+    assert set(record["grad_norms"]) == {"embeddings", "layer_0", "layer_1", "pooler",
+                                         "classifier"}
+    assert all(len(v) == len(mosbach["grad_norm_steps"]) for v in record["grad_norms"].values())
+    assert mosbach["majority_baseline"]["accuracy"] == pytest.approx(4 / 24)
+
+    # A rerun resumes (nothing left to train); a changed config is refused.
+    modified = os.path.getmtime(paths[0])
+    stability_sweep.run(config, workdir)
+    assert os.path.getmtime(paths[0]) == modified
+    config.optimizer.learning_rate = 2e-3
+    with pytest.raises(ValueError, match="different config"):
+        stability_sweep.run(config, workdir)
+
+    out_dir = str(tmp_path / "analysis")
+    rows = analyze.analyze(workdir, out_dir)
+    with open(os.path.join(out_dir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary == rows and [row["arm"] for row in summary] == ["devlin", "mosbach"]
+    required = {"arm", "task", "n_seeds", "mean", "std", "median", "max", "failed_runs",
+                "majority_baseline"}
+    for row in summary:
+        assert required <= set(row) and row["n_seeds"] == 2 and row["task"] == "docstring_topics"
+    scores = [100 * r["dev_metrics"]["accuracy"] for r in mosbach["records"]]
+    assert summary[1]["mean"] == pytest.approx(np.mean(scores))
+    for name in ("scores.png", "grad_norms_docstring_topics.png", "summary.md"):
+        assert os.path.getsize(os.path.join(out_dir, name)) > 1000 or name == "summary.md"
+    with open(os.path.join(out_dir, "scores.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failed_runs_against_the_majority_baseline():
+    # Mosbach et al.: failed = at or below the majority baseline (RTE 52.7%, CoLA MCC 0).
+    assert analyze.failed_runs([52.7, 52.69, 70.1, 52.71], 52.7) == 2
+    assert analyze.failed_runs([100 * 0.527, 60.0], 52.7) == 1  # float round-off counts as a tie
+    assert analyze.failed_runs([0.0, -1.5, 58.3], 0.0) == 2
+    arm = {"task": "rte", "arm": "devlin", "primary_metric": "accuracy", "path": "hand-made",
+           "majority_baseline": {"accuracy": 0.527}, "num_train_steps": 10,
+           "records": [{"dev_metrics": {"accuracy": s}, "nonfinite_step": -1}
+                       for s in (0.527, 0.473, 0.711, 0.65)]}
+    row = analyze.summarise(arm)
+    scores = np.array([52.7, 47.3, 71.1, 65.0])
+    assert row["failed_runs"] == 2 and row["n_seeds"] == 4
+    assert row["mean"] == pytest.approx(scores.mean())
+    assert row["std"] == pytest.approx(scores.std())
+    assert row["median"] == pytest.approx(np.median(scores))
+    assert row["max"] == pytest.approx(71.1) and row["majority_baseline"] == pytest.approx(52.7)
+    assert "| rte | devlin | accuracy | 4 | 59.0 |" in analyze.markdown_table([row])
