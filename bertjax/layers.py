@@ -188,7 +188,8 @@ class BertAttention(nn.Module):
 class BertProjection(nn.Module):
     """dense -> dropout -> LayerNorm(x + residual): the `output` blocks of attention and FFN.
 
-    Input [B, S, ...in] (contracted over `axis`), residual [B, S, H]. Output [B, S, H].
+    Input [B, S, *in] (its trailing `num_in_dims` axes contracted), residual [B, S, H].
+    Output [B, S, H].
     """
 
     config: BertConfig
