@@ -6,8 +6,12 @@ al.). Here K seeds train side by side in ONE program: the train step of bertjax.
 `jax.vmap`ped over a stacked state [K, ...] and stacked batches [K, B, ...], and the seed axis is
 laid over the mesh's "data" axis (each device, or group of devices, holds whole seeds). The step
 is pure and draws dropout from fold_in(state.rng, state.step), so the vmapped program computes
-exactly what K separate runs compute (`train_seeds(..., vectorised=False)` runs them one at a time
-for comparison).
+what K separate runs compute (`SeedTrainer.run(..., vectorised=False)` runs them one at a time,
+for comparison: equal to float round-off).
+
+Use: `SeedTrainer(task, tx, schedule, max_seq_length=S, mesh=seed_mesh(K)).run(pretrained_bert,
+train_features, dev_features, seed_components(range(K)), batch_size=B, num_epochs=E,
+score_fn=...)`; experiments/stability/sweep.py drives it from a config.
 
 A run's seed has three components, as Dodge et al. 2020 ("Fine-Tuning Pretrained Language
 Models: Weight Initializations, Data Orders, and Early Stopping") separate them:
@@ -227,7 +231,7 @@ class SeedTrainer:
         return self._init_many(*keys, pretrained_bert)
 
     def run(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
-            dev_features: Mapping[str, np.ndarray], seeds: Sequence[SeedComponents], *,
+            dev_features: Mapping[str, np.ndarray] | None, seeds: Sequence[SeedComponents], *,
             batch_size: int, num_epochs: int,
             score_fn: Callable[[np.ndarray, np.ndarray], dict], eval_batch_size: int = 64,
             vectorised: bool = True, grad_norm_first_steps: int = 50,
@@ -237,7 +241,7 @@ class SeedTrainer:
         Args:
           pretrained_bert: BertModel params {embeddings, encoder, pooler}.
           train_features, dev_features: {input_ids, input_mask, segment_ids: [N, S],
-            label_ids: [N]}.
+            label_ids: [N]}; dev_features None skips scoring (dev_metrics {}).
           seeds: the K runs.
           batch_size, num_epochs: B and epochs; every seed takes T = epochs x floor(N / B) steps.
           score_fn: (predictions [N], labels [N]) -> {metric: value} on the real dev examples.
@@ -260,7 +264,8 @@ class SeedTrainer:
         else:
             state, history = self._train_sequentially(pretrained_bert, train_features, seeds,
                                                       batch_size, num_epochs)
-        predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
+        if dev_features is not None:
+            predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
         one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                 state.params)
         groups = grad_norms.group_names(one_seed)  # bottom to top
@@ -269,8 +274,8 @@ class SeedTrainer:
         for k, seed in enumerate(seeds):
             records.append({
                 **dataclasses.asdict(seed),
-                "dev_metrics": {name: float(value)
-                                for name, value in score_fn(predictions[k], labels).items()},
+                "dev_metrics": {} if dev_features is None else {
+                    name: float(value) for name, value in score_fn(predictions[k], labels).items()},
                 "train_loss": [float(x) for x in history["loss"][:, k]],
                 "grad_norms": {group: [float(history["grad_norms"][group][t, k])
                                        for t in kept_steps] for group in groups},

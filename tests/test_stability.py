@@ -11,6 +11,7 @@ import collections
 import json
 import os
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -35,18 +36,13 @@ def checkpoint(tmp_path_factory):
     vocab = SPECIAL_TOKENS + words
     config = bert_config_lib.preset("tiny", vocab_size=len(vocab), hidden_size=32,
                                     intermediate_size=64, max_position_embeddings=S)
-    params = jax.device_get(modeling.BertModel(config).init(
-        jax.random.PRNGKey(0), *modeling.dummy_inputs(1, S))["params"])
+    params = jax.device_get(nn.meta.unbox(modeling.BertModel(config).init(
+        jax.random.PRNGKey(0), *modeling.dummy_inputs(1, S))["params"]))
     path = str(tmp_path_factory.mktemp("tiny_bert"))
-    convert.save_hf(config, jax.tree.map(np.asarray, _unbox(params)), path)
+    convert.save_hf(config, jax.tree.map(np.asarray, params), path)
     with open(os.path.join(path, "vocab.txt"), "w") as f:
         f.write("\n".join(vocab) + "\n")
     return path
-
-
-def _unbox(tree):
-    import flax.linen as nn
-    return nn.meta.unbox(tree)
 
 
 def _tiny_config(checkpoint_path):
@@ -75,7 +71,7 @@ def _first_step_update(config, bert_config, pretrained, data, seeds=(0,)):
     assert total_steps == 1
     components = stability_sweep.sweep.seed_components(list(seeds))
     before = jax.device_get(trainer.init_states(pretrained, components).params)
-    result = trainer.run(pretrained, one_batch, data.dev, components, batch_size=8, num_epochs=1,
+    result = trainer.run(pretrained, one_batch, None, components, batch_size=8, num_epochs=1,
                          score_fn=data.score_fn)
     return before, jax.device_get(result.state.params)
 
@@ -175,34 +171,37 @@ def test_llrd_scales_each_layers_step_by_its_factor(first_steps):
 
 def test_reinit_arm_replaces_exactly_the_top_layers_and_pooler(inputs):
     bert_config, pretrained, data = inputs
-    base = _tiny_config("")
-    base.optimizer.learning_rate = 0.0  # the final params are the initial ones
-    _, final = _first_step_update(arms.arm_config(base, "reinit"), bert_config, pretrained,
-                                  data, seeds=(0, 1))
-    for k, init_seed in enumerate((0, 1)):
-        bert = jax.tree.map(lambda x: x[k], final["bert"])
-        for x, y in zip(jax.tree.leaves(bert["embeddings"]),
-                        jax.tree.leaves(pretrained["embeddings"])):
-            np.testing.assert_array_equal(x, y)
-        for x, y in zip(jax.tree.leaves(bert["encoder"]["layer_0"]),
-                        jax.tree.leaves(pretrained["encoder"]["layer_0"])):
-            np.testing.assert_array_equal(x, y)
+    config = arms.arm_config(_tiny_config(""), "reinit")  # reinit_layers=1 of the 2 layers
+    trainer, _ = stability_sweep.make_trainer(config, bert_config, data.num_labels, data.train, 2)
+    seeds = stability_sweep.sweep.seed_components([0, 1])
+    initial = jax.device_get(trainer.init_states(pretrained, seeds).params)
+    for k, seed in enumerate(seeds):
+        bert = jax.tree.map(lambda x: x[k], initial["bert"])
+        for part in ("embeddings", "layer_0"):  # untouched: bit-identical to the checkpoint
+            got = bert[part] if part == "embeddings" else bert["encoder"][part]
+            want = pretrained[part] if part == "embeddings" else pretrained["encoder"][part]
+            for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+                np.testing.assert_array_equal(x, y)
         # The oracle: the library's re-init with the sweep's re-init key of this init seed.
         expected = reinit.reinit_top_layers(
             {"bert": pretrained}, 1,
-            jax.random.fold_in(jax.random.PRNGKey(init_seed), 1))["bert"]
-        for part in (("encoder", "layer_1"), ("pooler",)):
-            got, want, old = bert, expected, pretrained
-            for key in part:
-                got, want, old = got[key], want[key], old[key]
-            for g, w, o in zip(jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(old)):
+            jax.random.fold_in(jax.random.PRNGKey(seed.init_seed), 1))["bert"]
+        for got, want, old in ((bert["encoder"]["layer_1"], expected["encoder"]["layer_1"],
+                                pretrained["encoder"]["layer_1"]),
+                               (bert["pooler"], expected["pooler"], pretrained["pooler"])):
+            for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
                 np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
-            kernel = got["dense"]["kernel"] if "dense" in got else got["output"]["dense"]["kernel"]
-            assert not np.allclose(kernel, (old["dense"] if "dense" in old else
-                                            old["output"]["dense"])["kernel"])
-    assert not np.allclose(final["classifier"]["kernel"][0], final["classifier"]["kernel"][1])
-    assert not np.allclose(final["bert"]["pooler"]["dense"]["kernel"][0],
-                           final["bert"]["pooler"]["dense"]["kernel"][1])
+            kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(old)
+                       if path[-1].key == "kernel"]
+            new_kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(got)
+                           if path[-1].key == "kernel"]
+            for new, pre in zip(new_kernels, kernels):
+                assert not np.allclose(new, pre)
+                assert np.abs(new).max() <= 2 * bert_config.initializer_range + 1e-6
+    # Each init seed draws its own head and its own re-initialised layers.
+    assert not np.allclose(initial["classifier"]["kernel"][0], initial["classifier"]["kernel"][1])
+    assert not np.allclose(initial["bert"]["pooler"]["dense"]["kernel"][0],
+                           initial["bert"]["pooler"]["dense"]["kernel"][1])
 
 
 def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
@@ -246,6 +245,24 @@ def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
         assert os.path.getsize(os.path.join(out_dir, name)) > 1000 or name == "summary.md"
     with open(os.path.join(out_dir, "scores.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_restricted_vocabulary_gives_the_same_outputs(inputs):
+    bert_config, pretrained, data = inputs
+    rows = {name: value[:6] for name, value in data.train.items()}
+    small, (small_rows,) = stability_sweep.restrict_vocabulary(pretrained, rows)
+    used = np.unique(rows["input_ids"])
+    assert small["embeddings"]["word_embeddings"]["embedding"].shape[0] == used.size
+    assert small_rows["input_ids"].max() == used.size - 1
+
+    def pooled(config, params, features):
+        return modeling.BertModel(config).apply(
+            {"params": params}, features["input_ids"], features["segment_ids"],
+            features["input_mask"])["pooled_output"]
+
+    small_config = bert_config.replace(vocab_size=int(used.size))
+    np.testing.assert_allclose(pooled(small_config, small, small_rows),
+                               pooled(bert_config, pretrained, rows), rtol=1e-6, atol=1e-6)
 
 
 def test_failed_runs_against_the_majority_baseline():

@@ -1,4 +1,4 @@
-"""The vectorised many-seed engine (bertjax.sweep) and per-layer gradient norms (bertjax.grad_norms).
+"""The vectorised many-seed engine (bertjax.sweep) and per-layer gradient norms (grad_norms).
 
 Oracles: the same seeds run one at a time with the unvmapped step; finetune_input.train_batches
 for each seed's data order; plain numpy norms of the gradient subtrees.
@@ -87,7 +87,8 @@ def test_seed_components_vary_what_they_should(tiny):
     a = state_of(sweep.SeedComponents(0, init_seed=5, data_seed=0, dropout_seed=0))
     b = state_of(sweep.SeedComponents(1, init_seed=5, data_seed=1, dropout_seed=1))
     c = state_of(sweep.SeedComponents(2, init_seed=6, data_seed=1, dropout_seed=1))
-    np.testing.assert_array_equal(a.params["classifier"]["kernel"], b.params["classifier"]["kernel"])
+    np.testing.assert_array_equal(a.params["classifier"]["kernel"],
+                                  b.params["classifier"]["kernel"])
     assert not np.allclose(a.params["classifier"]["kernel"], c.params["classifier"]["kernel"])
     assert not np.array_equal(a.rng, b.rng) and np.array_equal(b.rng, c.rng)
     for state in (a, c):  # the encoder is the pretrained one, whatever the seed

@@ -162,7 +162,7 @@ def plot_grad_norms(arms: Sequence[dict], path: str) -> None:
     fig.suptitle(f"{arms[0]['task']}: gradient norm per layer group (red: failed runs, "
                  "blue: successful)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=70)  # hundreds of traces: keep the file small
     plt.close(fig)
 
 

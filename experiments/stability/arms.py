@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.vocab_file = ""  # default: vocab.txt beside init_checkpoint
     config.do_lower_case = True
     # Drop the word-embedding rows no example uses (exact; see sweep.restrict_vocabulary):
-    # a large speed-up of small models on CPUs, irrelevant for BERT-large on TPUs.
+    # worth it for small models on CPUs, pointless for BERT-large on TPUs.
     config.restrict_vocabulary = False
 
     config.optimizer = ml_collections.ConfigDict(dict(

@@ -1,4 +1,4 @@
-"""An offline text-classification task: which standard-library package a docstring paragraph is from.
+"""An offline text-classification task: the standard-library package of a docstring paragraph.
 
 Built from the docstrings of the Python standard library that runs this code, so it needs no
 download. Each example is one paragraph (blank-line separated) of the docstring of a module, or
@@ -170,11 +170,10 @@ def build(topics: Sequence[tuple[str, Sequence[str]]] = TOPICS, *, max_train_per
                            dev_modules, sys.version.split()[0])
 
 
-def majority_baseline_accuracy(dev_labels: Sequence, labels: Sequence[str] | None = None
-                               ) -> float:
+def majority_baseline_accuracy(dev_labels: Sequence) -> float:
     """Accuracy of always predicting the dev set's most frequent label (Mosbach et al.'s rule)."""
     dev_labels = list(dev_labels)
     if not dev_labels:
         raise ValueError("no dev labels to compute the majority baseline from")
-    values, counts = np.unique(np.asarray(dev_labels), return_counts=True)
+    _, counts = np.unique(np.asarray(dev_labels), return_counts=True)
     return float(counts.max() / counts.sum())
