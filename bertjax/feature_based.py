@@ -27,7 +27,8 @@ H times the number of concatenated layers), C classes, U hidden units of the MLP
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -94,7 +95,7 @@ def _check_encoder_features(features: Mapping[str, np.ndarray], config: BertConf
     if len(set(shapes.values())) != 1 or len(shapes["input_ids"]) != 2:
         raise ValueError(f"input_ids, segment_ids and input_mask must share one [N, S] shape; "
                          f"got {shapes}")
-    num_examples, seq_len = shapes["input_ids"]
+    num_examples = shapes["input_ids"][0]
     if num_examples == 0:
         raise ValueError("features hold no examples")
     # The model validates values only outside jit, so check them here, on the host.
@@ -134,21 +135,24 @@ def pooled_hidden_states(config: BertConfig, params: Mapping, features: Mapping[
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}; expected one of {POOLINGS}")
     num_examples = _check_encoder_features(features, config)
-    model = modeling.BertModel(config, add_pooling_layer=False)
     # The pooler is a fine-tuning head, not a hidden state: leave it out of the frozen pass.
     encoder_params = {name: value for name, value in params.items() if name != "pooler"}
-
-    @jax.jit
-    def forward(encoder_params, input_ids, segment_ids, input_mask):
-        out = model.apply({"params": encoder_params}, input_ids, segment_ids, input_mask,
-                          deterministic=True, output_hidden_states=True)
-        pooled = _pool(out["hidden_states"], input_mask, pooling)  # [L + 1, B, H]
-        return pooled.astype(jnp.float32)
-
     inputs = {name: np.asarray(features[name]) for name in ENCODER_INPUTS}
-    pooled = [np.asarray(forward(encoder_params, *(batch[name] for name in ENCODER_INPUTS)))
+    pooled = [np.asarray(_pooled_forward(config, pooling, encoder_params,
+                                         *(batch[name] for name in ENCODER_INPUTS)))
               for batch in finetune_input.eval_batches(inputs, batch_size)]
     return np.concatenate(pooled, axis=1)[:, :num_examples]
+
+
+@functools.partial(jax.jit, static_argnames=("config", "pooling"))
+def _pooled_forward(config: BertConfig, pooling: str, encoder_params, input_ids, segment_ids,
+                    input_mask) -> jax.Array:
+    """One batch [B, S] -> pooled hidden states [L + 1, B, H] float32; compiled once per
+    (config, pooling, shapes), so the train and dev passes share one program."""
+    out = modeling.BertModel(config, add_pooling_layer=False).apply(
+        {"params": encoder_params}, input_ids, segment_ids, input_mask, deterministic=True,
+        output_hidden_states=True)
+    return _pool(out["hidden_states"], input_mask, pooling).astype(jnp.float32)
 
 
 def combine_layers(pooled: np.ndarray, layers: Sequence[int] | None = (-1, -2, -3, -4),
@@ -285,25 +289,30 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray, *, num_cla
 
     head = ProbeHead(num_classes, hidden_units)
     params = head.init(jax.random.PRNGKey(seed), standardized[:1])["params"]
+    params = jax.device_get(_fit(head, params, jnp.asarray(standardized), jnp.asarray(labels),
+                                 weight_decay=weight_decay, learning_rate=learning_rate,
+                                 num_steps=num_steps))
+    return Probe(params, mean.astype(np.float32), scale, num_classes, hidden_units)
+
+
+@functools.partial(jax.jit, static_argnames=("head", "weight_decay", "learning_rate",
+                                             "num_steps"))
+def _fit(head: ProbeHead, params, x, y, *, weight_decay, learning_rate, num_steps):
+    """num_steps full-batch Adam steps on x [N, F], y [N]; compiled once per head, settings and
+    shapes, so probes that differ only in seed or data share one program."""
     tx = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
 
-    def objective(params, x, y):
+    def objective(params):
         return (_mean_cross_entropy(head.apply({"params": params}, x), y)
                 + 0.5 * weight_decay * _squared_kernels(params))
 
-    @jax.jit
-    def fit(params, x, y):
-        def step(carry, _):
-            params, opt_state = carry
-            grads = jax.grad(objective)(params, x, y)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
+    def step(carry, _):
+        params, opt_state = carry
+        updates, opt_state = tx.update(jax.grad(objective)(params), opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
 
-        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=num_steps)
-        return params
-
-    params = jax.device_get(fit(params, jnp.asarray(standardized), jnp.asarray(labels)))
-    return Probe(params, mean.astype(np.float32), scale, num_classes, hidden_units)
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=num_steps)
+    return params
 
 
 def train_linear_probe(train_features: np.ndarray, train_labels: np.ndarray, *,

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from absl import app, flags, logging
 
@@ -66,13 +66,14 @@ def finetune_config(init_checkpoint: str, max_seq_length: int, seed: int,
 
 def _encoder(config):
     """(BertConfig, BertModel params, vocab file): the checkpoint's, or a random init."""
-    import jax
     import flax.linen as nn
+    import jax
+
     from bertjax import finetune, modeling
 
     bert_config, params, vocab_file = finetune.load_encoder(config)
     if params is None:
-        variables = modeling.BertModel(bert_config).init(
+        variables = jax.jit(modeling.BertModel(bert_config).init)(
             jax.random.PRNGKey(config.seed), *modeling.dummy_inputs(1, config.max_seq_length))
         params = jax.device_get(nn.meta.unbox(variables["params"]))
     return bert_config, params, vocab_file
@@ -83,11 +84,13 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
             strategies: Sequence[str] | None = None, poolings: Sequence[str] = ("cls", "mean"),
             mlp_hidden_units: int = 256, probe_kwargs: dict | None = None,
             config_overrides: dict | None = None) -> dict:
-    """Runs every row; returns {"rows": [Row], "task": description, "encoder_seconds": {...}}.
+    """Runs every row; returns a dict: rows [Row] (fine-tuning, feature-based, majority class),
+    encoder_seconds {pooling: s}, num_train, num_dev, bert_config, max_seq_length,
+    python_version, probe_kwargs, seed.
 
     Args:
       init_checkpoint: HF folder, TF or bertjax checkpoint; "" for a random init (tests).
-      workdir: the fine-tuning runs write here (one folder per recipe).
+      workdir: the fine-tuning runs write here (finetune_<i>_<optimizer> per recipe).
       recipes: (name, optimizer, learning rate, epochs) of each fine-tuning row.
       strategies: names in feature_based.STRATEGIES (default: all).
       mlp_hidden_units: U of the MLP head; 0 leaves the MLP rows out.
@@ -101,17 +104,20 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
     from experiments.stability import docstring_topics
 
     strategies = list(strategies or feature_based.STRATEGIES)
+    unknown = sorted(set(strategies) - set(feature_based.STRATEGIES))
+    if unknown:  # before minutes of fine-tuning, not after
+        raise ValueError(f"unknown strategies {unknown}; known: {list(feature_based.STRATEGIES)}")
     probe_kwargs = dict(probe_kwargs or {})
     rows: list[Row] = []
 
-    for name, optimizer, learning_rate, epochs in recipes:
+    for index, (name, optimizer, learning_rate, epochs) in enumerate(recipes):
         config = finetune_config(init_checkpoint, max_seq_length, seed, config_overrides)
         config.optimizer.name = optimizer
         config.optimizer.learning_rate = learning_rate
         config.num_train_epochs = epochs
         logging.warning("fine-tuning: %s", name)
         start = time.perf_counter()
-        results = finetune.run(config, os.path.join(workdir, f"finetune_{optimizer}"))
+        results = finetune.run(config, os.path.join(workdir, f"finetune_{index}_{optimizer}"))
         rows.append(Row("fine-tuning", name, "cls (pooler)", "linear",
                         dev_accuracy=results["validation"]["accuracy"],
                         seconds=time.perf_counter() - start))
@@ -153,7 +159,8 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
     return {"rows": rows, "encoder_seconds": encoder_seconds,
             "num_train": len(train["label_ids"]), "num_dev": len(dev["label_ids"]),
             "bert_config": bert_config, "max_seq_length": max_seq_length,
-            "python_version": sys.version.split()[0], "probe_kwargs": probe_kwargs}
+            "python_version": sys.version.split()[0], "probe_kwargs": probe_kwargs,
+            "seed": seed}
 
 
 def format_table(result: dict) -> str:
@@ -187,13 +194,14 @@ def summary_lines(result: dict) -> list[str]:
     # One accuracy on n examples has binomial standard error sqrt(p(1-p)/n).
     error = 100 * math.sqrt(p * (1 - p) / n)
     gap = 100 * (tuned.dev_accuracy - features.dev_accuracy)
-    return [f"- Best fine-tuning: {100 * tuned.dev_accuracy:.1f} ({tuned.detail}); best "
+    best = (f"- Best fine-tuning: {100 * tuned.dev_accuracy:.1f} ({tuned.detail}); best "
             f"feature-based: {100 * features.dev_accuracy:.1f} ({features.detail}, "
             f"{features.pooling} pooling, {features.head} head); fine-tuning minus features: "
-            f"{gap:+.1f} points.",
-            f"- One dev accuracy on {n} examples has a binomial standard error of about "
-            f"{error:.1f} points, so gaps of a few points are within noise; the best row of "
-            f"many is also an optimistic pick."]
+            f"{gap:+.1f} points.")
+    noise = (f"- One dev accuracy on {n} examples has a binomial standard error of about "
+             f"{error:.1f} points, so gaps of a few points are within noise; the best row of "
+             f"many is also an optimistic pick.")
+    return [best, noise]
 
 
 def write_markdown(result: dict, path: str, command: str) -> None:
@@ -214,18 +222,19 @@ wall-clock and include compilation) with:
 {command}
 ```
 
-- Encoder: L={cfg.num_hidden_layers}, H={cfg.hidden_size}, vocab {cfg.vocab_size}; sequences cut
-  at {result['max_seq_length']} word pieces.
+- Encoder: L={cfg.num_hidden_layers}, H={cfg.hidden_size}, vocab {cfg.vocab_size}; sequences
+  cut at {result['max_seq_length']} word pieces.
 - Task: experiments/stability/docstring_topics.py on Python {result['python_version']}'s
   standard library: 6 classes, {result['num_train']} training and {result['num_dev']} dev
-  paragraphs, dev paragraphs from other modules than the training ones.
+  paragraphs, the dev ones from other modules than the training ones.
 - Fine-tuning: the whole model and a fresh classifier on the pooled [CLS] output, through
-  bertjax.finetune.run (batch 16, 10% warmup, weight decay 0.01, clipping at 1.0, dropout 0.1).
-  The time covers the whole run: loading, compilation, training and the dev pass.
+  bertjax.finetune.run (batch 16, 10% warmup, weight decay 0.01, clipping at 1.0, dropout 0.1,
+  seed {result['seed']}). The time covers the whole run: loading, compilation, training and the
+  dev pass.
 - Feature-based: the frozen encoder runs once per pooling (cls = the [CLS] position, mean = the
   mean over real tokens); each layer strategy of the paper's Table 7 (sums unweighted) feeds a
   linear or a one-hidden-layer MLP head trained full-batch on the standardised features
-  ({probe}). The time is the head's training only.
+  ({probe}). The time is the head's training only, compilation included.
 
 {format_table(result)}
 

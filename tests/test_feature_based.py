@@ -15,22 +15,6 @@ CONFIG = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_atte
                     intermediate_size=32, max_position_embeddings=16)
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    """Random BertModel params and 7 examples of different lengths (S = 10, zero padding)."""
-    variables = modeling.BertModel(CONFIG).init(jax.random.PRNGKey(0),
-                                                *modeling.dummy_inputs(1, 10))
-    params = jax.device_get(nn.meta.unbox(variables["params"]))
-    rs = np.random.RandomState(0)
-    lengths = np.array([10, 3, 7, 1, 5, 10, 2])
-    input_mask = (np.arange(10)[None] < lengths[:, None]).astype(np.int32)
-    features = {"input_ids": rs.randint(1, 50, (7, 10)).astype(np.int32) * input_mask,
-                "segment_ids": (rs.randint(0, 2, (7, 10)) * input_mask).astype(np.int32),
-                "input_mask": input_mask,
-                "label_ids": np.zeros(7, np.int32)}  # extra keys are ignored
-    return params, features
-
-
 def _direct_hidden_states(params, features):
     """[L + 1, N, S, H] from one BertModel call on all examples, no batching."""
     out = modeling.BertModel(CONFIG).apply({"params": params}, features["input_ids"],
@@ -39,9 +23,28 @@ def _direct_hidden_states(params, features):
     return np.asarray(out["hidden_states"])
 
 
+@pytest.fixture(scope="module")
+def encoder():
+    """Random BertModel params, 7 examples of different lengths (S = 10, zero padding), and
+    their hidden states [L + 1, N, S, H] straight from BertModel."""
+    # Any values serve (the check is extraction against the model itself); numpy draws skip
+    # compiling the model's init.
+    shapes = jax.eval_shape(modeling.BertModel(CONFIG).init, jax.random.PRNGKey(0),
+                            *modeling.dummy_inputs(1, 10))
+    rs = np.random.RandomState(0)
+    params = jax.tree_util.tree_map(lambda leaf: rs.normal(0, 0.5, leaf.shape).astype(np.float32),
+                                    nn.meta.unbox(shapes["params"]))
+    lengths = np.array([10, 3, 7, 1, 5, 10, 2])
+    input_mask = (np.arange(10)[None] < lengths[:, None]).astype(np.int32)
+    features = {"input_ids": rs.randint(1, 50, (7, 10)).astype(np.int32) * input_mask,
+                "segment_ids": (rs.randint(0, 2, (7, 10)) * input_mask).astype(np.int32),
+                "input_mask": input_mask,
+                "label_ids": np.zeros(7, np.int32)}  # extra keys are ignored
+    return params, features, _direct_hidden_states(params, features)
+
+
 def test_concat_of_last_four_equals_bert_model_hidden_states(encoder):
-    params, features = encoder
-    hidden = _direct_hidden_states(params, features)
+    params, features, hidden = encoder
     assert hidden.shape == (5, 7, 10, 16)
     # batch_size 3 over 7 examples: the last batch is padded, and the padding must be dropped.
     got = feature_based.extract_features(CONFIG, params, features, batch_size=3)
@@ -52,8 +55,7 @@ def test_concat_of_last_four_equals_bert_model_hidden_states(encoder):
 
 
 def test_mean_pooling_counts_only_real_tokens(encoder):
-    params, features = encoder
-    hidden = _direct_hidden_states(params, features)
+    params, features, hidden = encoder
     mask = features["input_mask"].astype(bool)
     expected = np.stack([hidden[-2, i, mask[i]].mean(axis=0) for i in range(7)])
     got = feature_based.extract_features(CONFIG, params, features, layers=(-2,), pooling="mean",
@@ -69,8 +71,8 @@ def test_mean_pooling_counts_only_real_tokens(encoder):
 
 
 def test_named_strategies_pick_the_paper_layers(encoder):
-    params, features = encoder
-    cls = _direct_hidden_states(params, features)[:, :, 0]  # [L + 1, N, H]
+    params, features, hidden = encoder
+    cls = hidden[:, :, 0]  # [L + 1, N, H]
     pooled = feature_based.pooled_hidden_states(CONFIG, params, features, pooling="cls")
     np.testing.assert_allclose(pooled, cls, rtol=1e-5, atol=1e-5)
     expected = {"embeddings": cls[0], "second_to_last_hidden": cls[3], "last_hidden": cls[4],
@@ -83,7 +85,7 @@ def test_named_strategies_pick_the_paper_layers(encoder):
 
 
 def test_bad_requests_are_named(encoder):
-    params, features = encoder
+    params, features, _ = encoder
     with pytest.raises(ValueError, match="layer index 5 is out of range"):
         feature_based.extract_features(CONFIG, params, features, layers=(5,))
     with pytest.raises(ValueError, match="pooling='max'"):
@@ -130,15 +132,15 @@ def test_probes_separate_separable_features():
     dev_x, dev_y = _blobs(100, seed=2)
     for hidden_units in (0, 32):
         probe = feature_based.train_probe(train_x, train_y, num_classes=3,
-                                          hidden_units=hidden_units)
+                                          hidden_units=hidden_units, num_steps=200)
         assert feature_based.evaluate(probe, dev_x, dev_y)["accuracy"] == 1.0
     # XOR: no linear probe can pass; the MLP head can.
     rs = np.random.RandomState(3)
-    points = rs.uniform(-1, 1, (400, 2)).astype(np.float32)
+    points = rs.uniform(-1, 1, (200, 2)).astype(np.float32)
     xor = (points[:, 0] * points[:, 1] > 0).astype(np.int32)
-    linear = feature_based.train_linear_probe(points, xor, num_classes=2)
+    linear = feature_based.train_linear_probe(points, xor, num_classes=2, num_steps=200)
     mlp = feature_based.train_probe(points, xor, num_classes=2, hidden_units=32,
-                                    weight_decay=1e-4)
+                                    weight_decay=1e-4, num_steps=200)
     assert feature_based.evaluate(linear, points, xor)["accuracy"] < 0.7
     assert feature_based.evaluate(mlp, points, xor)["accuracy"] > 0.95
 
@@ -170,23 +172,22 @@ def test_experiment_end_to_end_on_a_tiny_random_encoder(tmp_path):
 
     # tiny with 3 layers, so the last four hidden states include the embeddings; one device
     # (the 8 faked ones only slow a 2-core machine down).
-    overrides = {"model": dict(preset="tiny", num_hidden_layers=3, vocab_size=30522,
-                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+    overrides = {"model": {"preset": "tiny", "num_hidden_layers": 3, "vocab_size": 30522,
+                           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
                  "mesh": {"data": 1}}
     result = experiment.compare(
         "", str(tmp_path / "work"), max_seq_length=16,
         recipes=(("adamw, a fifth of an epoch", "adamw", 1e-4, 0.2),),
-        strategies=("last_hidden", "concat_last_four"), poolings=("mean",),
+        strategies=("concat_last_four",), poolings=("mean",),
         mlp_hidden_units=8, probe_kwargs={"num_steps": 20}, config_overrides=overrides)
     rows = result["rows"]
     assert [(r.method, r.detail, r.head) for r in rows] == [
         ("fine-tuning", "adamw, a fifth of an epoch", "linear"),
-        ("feature-based", "last_hidden", "linear"), ("feature-based", "last_hidden", "MLP 8"),
         ("feature-based", "concat_last_four", "linear"),
         ("feature-based", "concat_last_four", "MLP 8"), ("majority class", "", "")]
-    assert [r.feature_size for r in rows[1:5]] == [128, 128, 512, 512]
+    assert [r.feature_size for r in rows[1:3]] == [512, 512]  # 4H
     assert all(0.0 <= r.dev_accuracy <= 1.0 for r in rows)
-    assert (tmp_path / "work" / "finetune_adamw" / "metrics.json").exists()
+    assert (tmp_path / "work" / "finetune_0_adamw" / "metrics.json").exists()
     output = tmp_path / "results.md"
     output.write_text("old table\n" + experiment.NOTES_MARKER + "\nhand-written notes\n")
     experiment.write_markdown(result, str(output), "python -m experiments.feature_based")
