@@ -130,10 +130,8 @@ def test_linear_probe_is_sklearn_logistic_regression():
 def test_probes_separate_separable_features():
     train_x, train_y = _blobs(200, seed=1)
     dev_x, dev_y = _blobs(100, seed=2)
-    for hidden_units in (0, 32):
-        probe = feature_based.train_probe(train_x, train_y, num_classes=3,
-                                          hidden_units=hidden_units, num_steps=200)
-        assert feature_based.evaluate(probe, dev_x, dev_y)["accuracy"] == 1.0
+    probe = feature_based.train_linear_probe(train_x, train_y, num_classes=3, num_steps=200)
+    assert feature_based.evaluate(probe, dev_x, dev_y)["accuracy"] == 1.0
     # XOR: no linear probe can pass; the MLP head can.
     rs = np.random.RandomState(3)
     points = rs.uniform(-1, 1, (200, 2)).astype(np.float32)
@@ -194,3 +192,35 @@ def test_experiment_end_to_end_on_a_tiny_random_encoder(tmp_path):
     text = output.read_text()
     assert "old table" not in text and text.endswith("hand-written notes\n")
     assert "| feature-based | concat_last_four | mean | MLP 8 | 512 |" in text
+
+
+def test_minilm_features_match_transformers_hidden_states():
+    """The real all-MiniLM-L6-v2 weights: mean-pooled concatenation of the last four layers
+    against HF transformers' own hidden_states (embedding output first, as ours)."""
+    import torch
+    import transformers
+
+    from bertjax import convert
+    from bertjax.tokenization import FullTokenizer
+    from data_pipelines.glue import GlueExample, convert_examples_to_features
+    from experiments.stability.minilm_docstrings import minilm_checkpoint
+
+    folder = minilm_checkpoint()
+    config, params = convert.load_hf(folder)
+    sentences = ["Return the value of the header, or None if it is missing.",
+                 "Run the event loop until stop() is called.", "Parse XML."]
+    features = convert_examples_to_features(
+        [GlueExample(str(i), text, None, None) for i, text in enumerate(sentences)],
+        FullTokenizer(f"{folder}/vocab.txt", do_lower_case=True), 16, None)
+    ours = feature_based.extract_features(config, convert.encoder_params(params), features,
+                                          pooling="mean", batch_size=2)
+    with torch.no_grad():
+        hidden = transformers.BertModel.from_pretrained(folder).eval()(
+            input_ids=torch.tensor(features["input_ids"], dtype=torch.long),
+            attention_mask=torch.tensor(features["input_mask"], dtype=torch.long),
+            token_type_ids=torch.tensor(features["segment_ids"], dtype=torch.long),
+            output_hidden_states=True).hidden_states
+    mask = torch.tensor(features["input_mask"], dtype=torch.float32)[..., None]
+    expected = torch.cat([(hidden[i] * mask).sum(1) / mask.sum(1) for i in (-1, -2, -3, -4)], -1)
+    assert len(hidden) == 7 and ours.shape == (3, 4 * 384)
+    np.testing.assert_allclose(ours, expected.numpy(), atol=1e-4, rtol=1e-4)
