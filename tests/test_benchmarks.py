@@ -1,0 +1,93 @@
+"""Smoke test of benchmarks.train_step: its functions run the real steps on a tiny config.
+
+No speed assertion (speed claims come from running the benchmark, see benchmarks/README.md);
+this checks that every in-process contender trains, that the JSON has the promised keys and
+positive numbers, and that the interleaving and the FLOP accounting are what they claim.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import train_step as bench
+from bertjax import flops
+from tests.pretraining_batches import make_batch
+
+TINY = dict(model="tiny", batch_size=2, seq_len=16, num_predictions=3, steps=2, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return bench.run_benchmark(**TINY, baselines=("hf_torch", "all_positions"))
+
+
+def test_json_keys_and_positive_numbers(result):
+    json.dumps(result)  # JSON-ready
+    for key in ("step_ms", "tokens_per_sec", "model_flops_per_step", "mfu", "matmul_peak_flops"):
+        assert result[key] > 0, key
+    assert set(result["contenders"]) == {"ours", "hf_torch", "all_positions"}
+    for name, row in result["contenders"].items():
+        assert len(row["step_ms_all"]) == TINY["steps"], name
+        for key in ("step_ms", "tokens_per_sec", "model_flops_per_step", "mfu"):
+            assert row[key] > 0, (name, key)
+    for name in ("hf_torch", "all_positions"):
+        assert result["ratios_ours_over"][name] > 0
+        assert result["contenders"][name]["paired_ratio_median"] > 0
+    assert result["setup"]["config"]["num_hidden_layers"] == 2
+    assert result["system"]["jax"] and result["system"]["backend"] == "cpu"
+    # tokens/s is B * S over the median step.
+    ours = result["contenders"]["ours"]
+    assert ours["tokens_per_sec"] == pytest.approx(2 * 16 / (ours["step_ms"] / 1e3))
+
+
+def test_flops_follow_where_the_mlm_head_runs(result):
+    config = bench.benchmark_config("tiny")
+    rows = result["contenders"]
+    assert rows["ours"]["model_flops_per_step"] == flops.train_flops_per_step(config, 2, 16, 3)
+    assert rows["all_positions"]["model_flops_per_step"] == flops.train_flops_per_step(
+        config, 2, 16, None)
+    assert rows["hf_torch"]["model_flops_per_step"] == rows["all_positions"][
+        "model_flops_per_step"]
+
+
+def test_contenders_really_train(result):
+    """Gathering before the MLM head (ours) or after it (all_positions) gives the same loss
+    from the same init and dropout keys; HF torch's loss is near ln(V) + ln(2) at the start
+    (the learning rate is still warming up, so the loss barely moves in 3 steps)."""
+    rows = result["contenders"]
+    initial_loss = np.log(30522) + np.log(2)
+    assert rows["ours"]["last_loss"] == pytest.approx(rows["all_positions"]["last_loss"],
+                                                      abs=1e-4)
+    for name in ("ours", "hf_torch"):
+        assert rows[name]["last_loss"] == pytest.approx(initial_loss, abs=1.0), name
+
+
+def test_labels_at_every_position_marks_only_real_predictions():
+    batch = make_batch(3, 16, 4, 100, seed=1)
+    labels = bench._labels_at_every_position(batch)
+    assert labels.shape == (3, 16)
+    for row in range(3):
+        real = batch["masked_lm_weights"][row] > 0
+        expected = np.full(16, -100)
+        expected[batch["masked_lm_positions"][row][real]] = batch["masked_lm_ids"][row][real]
+        np.testing.assert_array_equal(labels[row], expected)
+
+
+def test_interleaving_rotates_and_counts():
+    order = []
+
+    def fake(name):
+        return bench.Contender(name, lambda: order.append(name) or 1.0, lambda: 0.0, lambda: None,
+                               1.0, {})
+
+    times = bench.time_interleaved([fake("a"), fake("b"), fake("c")], warmup=1, steps=3)
+    assert times == {"a": [1.0] * 3, "b": [1.0] * 3, "c": [1.0] * 3}
+    assert order == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unknown baselines"):
+        bench.run_benchmark(**TINY, baselines=("tf1",))
+    with pytest.raises(ValueError, match="hf_flax_python"):
+        bench.run_benchmark(**TINY, baselines=("hf_flax",))
