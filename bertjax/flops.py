@@ -1,10 +1,11 @@
 """Training FLOPs of a BERT step and the accelerator's measured matmul peak, for MFU.
 
 FLOPs follow the usual accounting (Kaplan et al. 2020; PaLM appendix B): a training step costs
-6 FLOPs per matmul parameter per token (2 forward + 4 backward) plus 12 * L * H * S per token for
-the attention score and context matmuls. Embedding lookups are not matmuls. The MLM head's
-transform and V-wide decoder run only at the P predicted positions when they are gathered (the
-original's design; HF computes them at every position), adding 6 * (H^2 + H*V) per prediction.
+6 FLOPs per matmul parameter per row it is applied to (2 forward + 4 backward) plus 12 * H * S
+per query row and layer for the attention score and context matmuls. Embedding lookups are not
+matmuls. The MLM head's transform and V-wide decoder run only at the P predicted positions when
+they are gathered (the original's design; HF computes them at every position), adding
+6 * (H^2 + H*V) per prediction, and then the last layer computes only the rows the heads read.
 """
 
 from __future__ import annotations
@@ -17,22 +18,38 @@ import jax.numpy as jnp
 from bertjax.config import BertConfig
 
 
-def encoder_matmul_params(config: BertConfig) -> int:
-    """N: matmul weights of the L layers and the pooler (no embeddings, no biases)."""
+def layer_matmul_params(config: BertConfig) -> int:
+    """Matmul weights of one Transformer layer: Q, K, V, O (4 H^2) and the FFN (2 H F)."""
     h, f = config.hidden_size, config.intermediate_size
-    return config.num_hidden_layers * (4 * h * h + 2 * h * f) + h * h
+    return 4 * h * h + 2 * h * f
 
 
 def train_flops_per_step(config: BertConfig, batch_size: int, seq_len: int,
                          predictions_per_seq: int | None) -> float:
-    """Model FLOPs of one forward+backward pretraining step (MLM at P positions or all S)."""
-    tokens = batch_size * seq_len
+    """Model FLOPs of one forward+backward pretraining step (MLM at P positions or all S).
+
+    With P positions the last layer also runs only at its Q = P + 1 read rows ([CLS] and the
+    masked tokens; `BertForPreTraining(final_layer_at_masked_only=True)`, what the train step
+    does): its K and V projections at all S rows, Q, O, the FFN and the attention at Q rows.
+    The pooler runs at [CLS] only.
+    """
     h, v, layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
-    encoder = 6 * encoder_matmul_params(config) * tokens + 12 * layers * h * seq_len * tokens
-    predicted = batch_size * (seq_len if predictions_per_seq is None else predictions_per_seq)
+    per_layer = layer_matmul_params(config)
+
+    def layer_flops(query_rows: int) -> int:  # per sequence: matmuls + scores and context
+        kv = 2 * h * h
+        return 6 * (kv * seq_len + (per_layer - kv) * query_rows) + 12 * h * seq_len * query_rows
+
+    if predictions_per_seq is None:
+        per_sequence = layers * layer_flops(seq_len)
+        predicted = seq_len
+    else:
+        per_sequence = (layers - 1) * layer_flops(seq_len) + layer_flops(predictions_per_seq + 1)
+        predicted = predictions_per_seq
+    pooler = 6 * h * h
     mlm_head = 6 * (h * h + h * v) * predicted
-    nsp_head = 6 * 2 * h * batch_size
-    return float(encoder + mlm_head + nsp_head)
+    nsp_head = 6 * 2 * h
+    return float(batch_size * (per_sequence + pooler + mlm_head + nsp_head))
 
 
 # Dense bf16 peaks per chip from vendor data sheets, for MFU on accelerators.

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bertjax import dropout as dropout_lib
 from bertjax.config import BertConfig
 
 LAYER_AXIS = "layers"
@@ -53,6 +54,13 @@ def constrain(x: jax.Array, axes: tuple[str, ...]) -> jax.Array:
 
 
 BSH = ("activation_batch", "activation_length", "activation_embed")
+
+
+def gather_positions(sequence: jax.Array, positions: jax.Array) -> jax.Array:
+    """Rows of `sequence` [B, S, ...] at `positions` [B, P] -> [B, P, ...] (the original's
+    gather_indexes)."""
+    index = positions.astype(jnp.int32).reshape(*positions.shape, *([1] * (sequence.ndim - 2)))
+    return jnp.take_along_axis(sequence, index, axis=1)
 
 
 def layer_norm(config: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
@@ -131,7 +139,7 @@ class BertEmbeddings(nn.Module):
                           "position_embeddings")(jnp.arange(seq_len)[None, :])
         x = words + segments + positions  # [B, S, H]
         x = layer_norm(cfg)(x)
-        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = dropout_lib.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         return constrain(x, BSH)
 
 
@@ -144,19 +152,23 @@ class BertSelfAttention(nn.Module):
     (per element, as the original); weighted sum of values. Inference (and attention dropout 0)
     goes through `jax.nn.dot_product_attention`, which GPUs run as the cuDNN fused kernel; the
     training path with attention dropout needs the probabilities explicitly, which the fused API
-    does not expose, so it uses flax's reference implementation.
+    does not expose, so it takes flax's softmax weights and drops them with bertjax.dropout.
 
-    Inputs: hidden [B, S, H]; mask [B, 1, 1, S] bool (True = attend). Output [B, S, N, D].
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S] bool (True = attend); optional
+    query_positions [B, Q]: attend from those rows only (keys and values still cover all S).
+    Output [B, S, N, D] ([B, Q, N, D] with query_positions).
     """
 
     config: BertConfig
 
     @nn.compact
-    def __call__(self, hidden, mask, deterministic: bool):
+    def __call__(self, hidden, mask, deterministic: bool, query_positions=None):
         cfg = self.config
         heads = (cfg.num_attention_heads, cfg.head_size)
         axes = ("embed", "heads", "kv")
-        q = dense(cfg, heads, axes, "query")(hidden)  # [B, S, N, D]
+        queries_from = hidden if query_positions is None else gather_positions(
+            hidden, query_positions)
+        q = dense(cfg, heads, axes, "query")(queries_from)  # [B, S or Q, N, D]
         k = dense(cfg, heads, axes, "key")(hidden)
         v = dense(cfg, heads, axes, "value")(hidden)
         bsnd = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
@@ -165,23 +177,31 @@ class BertSelfAttention(nn.Module):
         if deterministic or rate == 0.0:
             context = jax.nn.dot_product_attention(q, k, v, mask=mask)
         else:
-            context = nn.dot_product_attention(
-                q, k, v, mask=mask, dropout_rng=self.make_rng("dropout"), dropout_rate=rate,
-                broadcast_dropout=False, deterministic=False, dtype=cfg.compute_dtype)
+            probs = nn.dot_product_attention_weights(q, k, mask=mask,
+                                                     dtype=cfg.compute_dtype)  # [B, N, S, S]
+            probs = dropout_lib.dropout(probs, rate, self.make_rng("dropout"))
+            context = jnp.einsum("bnqk,bknd->bqnd", probs, v)
         return constrain(context, bsnd)  # [B, S, N, D]
 
 
 class BertAttention(nn.Module):
-    """Self-attention, output projection, dropout, residual add, LayerNorm (post-LN)."""
+    """Self-attention, output projection, dropout, residual add, LayerNorm (post-LN).
+
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S]; optional query_positions [B, Q] (the rows to
+    compute; see BertSelfAttention). Output [B, S, H] ([B, Q, H] with query_positions).
+    """
 
     config: BertConfig
 
     @nn.compact
-    def __call__(self, hidden, mask, deterministic: bool):
+    def __call__(self, hidden, mask, deterministic: bool, query_positions=None):
         cfg = self.config
-        context = BertSelfAttention(cfg, name="self")(hidden, mask, deterministic)  # [B,S,N,D]
+        context = BertSelfAttention(cfg, name="self")(  # [B, S or Q, N, D]
+            hidden, mask, deterministic, query_positions)
+        residual = hidden if query_positions is None else gather_positions(hidden,
+                                                                           query_positions)
         out = BertProjection(cfg, in_axes=("heads", "kv"), name="output")(
-            context, hidden, deterministic, num_in_dims=2)
+            context, residual, deterministic, num_in_dims=2)
         return out
 
 
@@ -199,7 +219,7 @@ class BertProjection(nn.Module):
     def __call__(self, x, residual, deterministic: bool, num_in_dims: int = 1):
         cfg = self.config
         x = dense(cfg, cfg.hidden_size, (*self.in_axes, "embed"), "dense", num_in_dims)(x)
-        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = dropout_lib.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         x = layer_norm(cfg)(x + residual)
         return constrain(x, BSH)
 
@@ -220,7 +240,9 @@ class BertIntermediate(nn.Module):
 class BertLayer(nn.Module):
     """One post-LN Transformer layer: attention block, then the feed-forward block.
 
-    Inputs: hidden [B, S, H]; mask [B, 1, 1, S] bool. Output [B, S, H].
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S] bool; optional query_positions [B, Q]: compute
+    the layer's output at those rows only (keys and values still from all S rows), which is
+    exact for them because every op after attention is row-wise. Output [B, S, H] ([B, Q, H]).
 
     `scan_outputs` adapts the layer to nn.scan's (carry, y) convention: None returns the hidden
     state; False returns (hidden, None); True returns (hidden, hidden) so the scan stacks every
@@ -231,10 +253,11 @@ class BertLayer(nn.Module):
     scan_outputs: bool | None = None
 
     @nn.compact
-    def __call__(self, hidden, mask, deterministic: bool):
+    def __call__(self, hidden, mask, deterministic: bool, query_positions=None):
         cfg = self.config
-        attended = BertAttention(cfg, name="attention")(hidden, mask, deterministic)
-        expanded = BertIntermediate(cfg, name="intermediate")(attended)  # [B, S, F]
+        attended = BertAttention(cfg, name="attention")(hidden, mask, deterministic,
+                                                        query_positions)
+        expanded = BertIntermediate(cfg, name="intermediate")(attended)  # [B, S or Q, F]
         out = BertProjection(cfg, in_axes=("mlp",), name="output")(expanded, attended, deterministic)
         if self.scan_outputs is None:
             return out
@@ -253,16 +276,23 @@ class BertEncoder(nn.Module):
     """L BertLayers, either unrolled (params layer_0 ... layer_{L-1}) or as one nn.scan
     (params stacked on a leading L axis under `layer`, logical axis "layers").
 
-    Inputs: hidden [B, S, H]; mask [B, 1, 1, S]. Returns (final [B, S, H], per-layer outputs
+    Inputs: hidden [B, S, H]; mask [B, 1, 1, S]; optional final_layer_positions [B, Q]: the
+    rows the caller reads from the last layer. Unrolled, the last layer then computes only those
+    rows (BertLayer's query_positions); scanned, every layer runs in full and the rows are
+    gathered (same result, no saving). Returns (final [B, S, H] or [B, Q, H], per-layer outputs
     [L, B, S, H] or None when `output_hidden_states` is False).
     """
 
     config: BertConfig
 
     @nn.compact
-    def __call__(self, hidden, mask, deterministic: bool, output_hidden_states: bool = False):
+    def __call__(self, hidden, mask, deterministic: bool, output_hidden_states: bool = False,
+                 final_layer_positions=None):
         cfg = self.config
         layer_class = _layer_class(cfg)
+        if final_layer_positions is not None and output_hidden_states:
+            raise ValueError("output_hidden_states needs every row of every layer; it cannot be "
+                             "combined with final_layer_positions")
         if cfg.scan_layers:
             scanned = nn.scan(
                 layer_class,
@@ -272,10 +302,15 @@ class BertEncoder(nn.Module):
                 length=cfg.num_hidden_layers,
                 metadata_params={nn.PARTITION_NAME: LAYER_AXIS},
             )
-            return scanned(cfg, scan_outputs=output_hidden_states, name="layer")(
+            final, stacked = scanned(cfg, scan_outputs=output_hidden_states, name="layer")(
                 hidden, mask, deterministic)
+            if final_layer_positions is not None:
+                final = gather_positions(final, final_layer_positions)
+            return final, stacked
         outputs = []
+        last = cfg.num_hidden_layers - 1
         for i in range(cfg.num_hidden_layers):
-            hidden = layer_class(cfg, name=f"layer_{i}")(hidden, mask, deterministic)
+            positions = final_layer_positions if i == last else None
+            hidden = layer_class(cfg, name=f"layer_{i}")(hidden, mask, deterministic, positions)
             outputs.append(hidden)
         return hidden, (jnp.stack(outputs) if output_hidden_states else None)

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bertjax.config import BertConfig
+from bertjax.dropout import Dropout
 from bertjax.layers import (BertEmbeddings, BertEncoder, activation, constrain, dense,
-                            layer_norm, partitioned)
+                            gather_positions, layer_norm, partitioned)
 
 
 # ---------------------------------------------------------------------------- input validation
@@ -84,6 +85,13 @@ class BertModel(nn.Module):
     Returns a dict: sequence_output [B, S, H], pooled_output [B, H], and with
     `output_hidden_states` also hidden_states [L + 1, B, S, H] (embedding output, then each layer),
     which feature-based use reads (e.g. the concatenation of the last four layers).
+
+    `output_positions` [B, Q] (optional): the only rows of sequence_output the caller needs.
+    The last layer then computes just those rows and [CLS] (for the pooler), with keys and values
+    still from every token, and sequence_output is [B, Q, H]: the same values as the full
+    sequence_output gathered at those rows (every op after attention is row-wise), for less
+    work. In training the dropout masks of that layer are drawn for fewer rows, so the result is
+    equal in distribution, not bit for bit, to dropout on the full layer.
     """
 
     config: BertConfig
@@ -91,7 +99,8 @@ class BertModel(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids, token_type_ids=None, attention_mask=None, *,
-                 deterministic: bool = True, output_hidden_states: bool = False):
+                 deterministic: bool = True, output_hidden_states: bool = False,
+                 output_positions=None):
         cfg = self.config
         validate_inputs(cfg, input_ids, token_type_ids, attention_mask)
         if token_type_ids is None:
@@ -100,11 +109,17 @@ class BertModel(nn.Module):
             attention_mask = jnp.ones_like(input_ids)
         embedded = BertEmbeddings(cfg, name="embeddings")(input_ids, token_type_ids, deterministic)
         mask = attention_mask.astype(bool)[:, None, None, :]  # [B, 1, 1, S]: keys to attend
-        sequence_output, layer_outputs = BertEncoder(cfg, name="encoder")(
-            embedded, mask, deterministic, output_hidden_states)
+        final_layer_positions = None
+        if output_positions is not None:
+            # Row 0 ([CLS]) first, for the pooler.
+            cls_position = jnp.zeros((output_positions.shape[0], 1), output_positions.dtype)
+            final_layer_positions = jnp.concatenate([cls_position, output_positions], axis=1)
+        final, layer_outputs = BertEncoder(cfg, name="encoder")(
+            embedded, mask, deterministic, output_hidden_states, final_layer_positions)
+        sequence_output = final if output_positions is None else final[:, 1:]
         out = {"sequence_output": sequence_output}
         if self.add_pooling_layer:
-            out["pooled_output"] = BertPooler(cfg, name="pooler")(sequence_output)
+            out["pooled_output"] = BertPooler(cfg, name="pooler")(final)
         if output_hidden_states:
             out["hidden_states"] = jnp.concatenate([embedded[None], layer_outputs], axis=0)
         return out
@@ -123,12 +138,6 @@ class BertPooler(nn.Module):
 
 
 # ---------------------------------------------------------------------------- pretraining
-def gather_positions(sequence: jax.Array, positions: jax.Array) -> jax.Array:
-    """Rows of `sequence` [B, S, H] at `positions` [B, P] -> [B, P, H] (the original's
-    gather_indexes)."""
-    return jnp.take_along_axis(sequence, positions[..., None].astype(jnp.int32), axis=1)
-
-
 class BertMLMHead(nn.Module):
     """Masked-LM head: dense + activation + LayerNorm transform, then the decoder tied to the
     word embeddings plus an output bias.
@@ -179,6 +188,12 @@ class BertForPreTraining(nn.Module):
     Inputs as BertModel, plus masked_lm_positions [B, P] int or None. With positions, the MLM head
     runs only at those positions (the original's gather, which skips the V-wide projection at the
     unmasked tokens); with None, at every position.
+
+    `final_layer_at_masked_only` (needs masked_lm_positions): the last encoder layer computes
+    only the rows the heads read, [CLS] and the P masked positions (BertModel's
+    output_positions); sequence_output is then [B, P, H]. The losses are unchanged (exactly so
+    without dropout) and a BERT-base step does about 5% fewer FLOPs; the pretraining train step
+    uses it.
     Returns BertModel's dict plus mlm_logits [B, P, V] (or [B, S, V]) and nsp_logits [B, 2], fp32.
     """
 
@@ -187,14 +202,17 @@ class BertForPreTraining(nn.Module):
     @nn.compact
     def __call__(self, input_ids, token_type_ids=None, attention_mask=None,
                  masked_lm_positions=None, *, deterministic: bool = True,
-                 output_hidden_states: bool = False):
+                 output_hidden_states: bool = False, final_layer_at_masked_only: bool = False):
         validate_inputs(self.config, input_ids, token_type_ids, attention_mask,
                         masked_lm_positions)
+        if final_layer_at_masked_only and masked_lm_positions is None:
+            raise ValueError("final_layer_at_masked_only needs masked_lm_positions")
         bert = BertModel(self.config, name="bert")
         out = bert(input_ids, token_type_ids, attention_mask, deterministic=deterministic,
-                   output_hidden_states=output_hidden_states)
+                   output_hidden_states=output_hidden_states,
+                   output_positions=masked_lm_positions if final_layer_at_masked_only else None)
         hidden = out["sequence_output"]
-        if masked_lm_positions is not None:
+        if masked_lm_positions is not None and not final_layer_at_masked_only:
             hidden = gather_positions(hidden, masked_lm_positions)  # [B, P, H]
         word_embeddings = bert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
         word_embeddings = nn.meta.unbox(word_embeddings)
@@ -220,7 +238,7 @@ class BertForSequenceClassification(nn.Module):
         out = BertModel(cfg, name="bert")(input_ids, token_type_ids, attention_mask,
                                           deterministic=deterministic,
                                           output_hidden_states=output_hidden_states)
-        pooled = nn.Dropout(cfg.hidden_dropout_prob)(out["pooled_output"],
+        pooled = Dropout(cfg.hidden_dropout_prob)(out["pooled_output"],
                                                      deterministic=deterministic)
         logits = dense(cfg, self.num_labels, ("embed", "classes"), "classifier")(pooled)
         out["logits"] = logits.astype(jnp.float32)
@@ -239,7 +257,7 @@ class BertForTokenClassification(nn.Module):
         cfg = self.config
         out = BertModel(cfg, add_pooling_layer=False, name="bert")(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic)
-        hidden = nn.Dropout(cfg.hidden_dropout_prob)(out["sequence_output"],
+        hidden = Dropout(cfg.hidden_dropout_prob)(out["sequence_output"],
                                                      deterministic=deterministic)
         logits = dense(cfg, self.num_labels, ("embed", "classes"), "classifier")(hidden)
         out["logits"] = constrain(logits.astype(jnp.float32),

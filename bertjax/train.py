@@ -239,14 +239,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _check_finite(state, config, checkpointer) -> None:
-    """Raises naming the first non-finite step (policy "stop"); its update was never applied."""
+    """Raises naming the first non-finite step (policy "stop") before anything later is saved."""
     bad = int(state.nonfinite_step)
     if bad >= 0 and config.nan_policy == "stop":
         checkpointer.wait_until_finished()
         raise FloatingPointError(
-            f"non-finite loss or gradient norm at step {bad}; stopped without applying it. "
-            f"The last good checkpoint is step {checkpointer.latest_step()}. Set "
-            f"config.nan_policy='skip' to drop such steps instead.")
+            f"non-finite loss, gradient norm or updated params at step {bad}; stopped, and "
+            f"nothing after it was saved. The last good checkpoint is step "
+            f"{checkpointer.latest_step()}. Set config.nan_policy='skip' to drop such steps "
+            f"instead.")
 
 
 def evaluate(config, workdir, eval_fn, params, mesh, per_host_batch) -> dict[str, float]:

@@ -52,14 +52,15 @@ def test_flops_follow_where_the_mlm_head_runs(result):
 
 
 def test_contenders_really_train(result):
-    """Gathering before the MLM head (ours) or after it (all_positions) gives the same loss
-    from the same init and dropout keys; HF torch's loss is near ln(V) + ln(2) at the start
-    (the learning rate is still warming up, so the loss barely moves in 3 steps)."""
+    """Every contender's loss is near ln(V) + ln(2) at the start (the learning rate is still
+    warming up, so the loss barely moves in 3 steps); ours and all_positions compute the same
+    function (tests/test_modeling.py checks that without dropout) under different dropout draws
+    in the last layer, so they agree to the dropout noise."""
     rows = result["contenders"]
     initial_loss = np.log(30522) + np.log(2)
     assert rows["ours"]["last_loss"] == pytest.approx(rows["all_positions"]["last_loss"],
-                                                      abs=1e-4)
-    for name in ("ours", "hf_torch"):
+                                                      abs=0.1)
+    for name in ("ours", "all_positions", "hf_torch"):
         assert rows[name]["last_loss"] == pytest.approx(initial_loss, abs=1.0), name
 
 

@@ -170,6 +170,49 @@ def test_mlm_at_positions_equals_gathered_all_positions(params, batch, default_o
     np.testing.assert_allclose(out["nsp_logits"], default_outputs["nsp_logits"], atol=1e-6)
 
 
+@pytest.mark.parametrize("changes", [{}, dict(scan_layers=True), dict(remat=True)])
+def test_final_layer_at_masked_only_equals_the_full_last_layer(changes, params, batch,
+                                                                default_outputs):
+    config = TINY.replace(**changes)
+    positions = np.array([[0, 3, 7, 15], [1, 2, 2, 10]], np.int32)
+    out = _forward(config, final_layer_at_masked_only=True)(
+        convert.to_layout(config, params), batch, masked_lm_positions=positions)
+    gathered = lambda x: np.take_along_axis(np.asarray(x), positions[..., None],  # noqa: E731
+                                            axis=1)
+    assert out["sequence_output"].shape == (2, 4, TINY.hidden_size)
+    np.testing.assert_allclose(out["sequence_output"],
+                               gathered(default_outputs["sequence_output"]), atol=1e-5)
+    np.testing.assert_allclose(out["mlm_logits"], gathered(default_outputs["mlm_logits"]),
+                               atol=1e-5, rtol=0)
+    for key in ("pooled_output", "nsp_logits"):
+        np.testing.assert_allclose(out[key], default_outputs[key], atol=1e-5, err_msg=key)
+
+
+def test_final_layer_at_masked_only_trains_the_same_loss_without_dropout(params, batch):
+    """Gradients too: the rows the last layer skips feed nothing the losses read."""
+    positions = np.array([[1, 3, 7, 15], [1, 2, 5, 10]], np.int32)
+
+    def grads(sparse):
+        def loss(model_params):
+            out = modeling.BertForPreTraining(TINY).apply(
+                {"params": model_params}, *batch, masked_lm_positions=positions,
+                final_layer_at_masked_only=sparse)
+            return jnp.sum(out["mlm_logits"] ** 2) * 1e-3 + jnp.sum(out["nsp_logits"])
+        return jax.jit(jax.grad(loss))(params)
+
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+                           grads(True), grads(False))
+
+
+def test_final_layer_at_masked_only_needs_positions_and_no_hidden_states(params, batch):
+    model = modeling.BertForPreTraining(TINY)
+    with pytest.raises(ValueError, match="needs masked_lm_positions"):
+        model.apply({"params": params}, *batch, final_layer_at_masked_only=True)
+    with pytest.raises(ValueError, match="cannot be combined with final_layer_positions"):
+        model.apply({"params": params}, *batch, masked_lm_positions=np.zeros((2, 3), np.int32),
+                    final_layer_at_masked_only=True, output_hidden_states=True)
+
+
 def _grads_and_outputs(config, params, batch):
     """d(loss)/d(params) and the outputs, one jitted compile per config."""
     def loss(model_params):

@@ -78,7 +78,8 @@ def test_sigterm_resume_is_bitwise_identical(data_cache, tmp_path, monkeypatch):
 def test_nonfinite_update_stops_naming_the_step(data_cache, tmp_path):
     train.train_and_evaluate(_config(data_cache, num_train_steps=3, checkpoint_every_steps=1),
                              str(tmp_path))
-    # Resume with lr 1e30: step 3's update overflows (its norm is inf), so it is never applied.
+    # Resume with lr 1e30: step 3's update overflows the params (their norm is inf); the run
+    # stops and step 3's state is never saved.
     config = _config(data_cache, **{"optimizer.learning_rate": 1e30, "optimizer.warmup_steps": 0,
                                     "checkpoint_every_steps": 1})
     with pytest.raises(FloatingPointError, match=r"at step 3\b.*last good checkpoint is step 3"):
