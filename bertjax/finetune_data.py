@@ -93,7 +93,7 @@ def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
     """The offline topic classification of stdlib docstrings (experiments/stability): real text,
     no download; scored by accuracy."""
     from data_pipelines import glue
-    from experiments.stability import docstring_topics
+    from data_pipelines import docstring_topics
 
     built = docstring_topics.build()
 

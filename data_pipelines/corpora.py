@@ -203,7 +203,7 @@ def stdlib_module_names() -> list[str]:
     )
 
 
-def _module_docstrings(module) -> list[str]:
+def module_docstrings(module) -> list[str]:
     """The module docstring, then its public classes/functions (and class methods), by name."""
     texts = [inspect.getdoc(module) or ""]
     for name, member in sorted(vars(module).items()):
@@ -233,7 +233,7 @@ def stdlib_docstring_documents(module_names: Iterable[str] | None = None) -> Ite
         except Exception:  # pylint: disable=broad-except
             continue  # Platform-specific or broken optional modules.
         sentences = []
-        for docstring in _module_docstrings(module):
+        for docstring in module_docstrings(module):
             sentences.extend(rst_to_sentences(docstring))
         if sentences:
             yield sentences

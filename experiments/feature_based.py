@@ -101,7 +101,7 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
     """
     from bertjax import feature_based, finetune, finetune_data
     from bertjax.tokenization import FullTokenizer
-    from experiments.stability import docstring_topics
+    from data_pipelines import docstring_topics
 
     strategies = list(strategies or feature_based.STRATEGIES)
     unknown = sorted(set(strategies) - set(feature_based.STRATEGIES))

@@ -18,7 +18,8 @@ import pytest
 
 from bertjax import config as bert_config_lib
 from bertjax import convert, modeling, reinit, tokenization
-from experiments.stability import analyze, arms, bert_large_glue, docstring_topics
+from data_pipelines import docstring_topics
+from experiments.stability import analyze, arms, bert_large_glue
 from experiments.stability import sweep as stability_sweep
 
 S = 32

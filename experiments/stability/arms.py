@@ -36,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     """Defaults shared by every arm and task; a task config fills in the task and checkpoint."""
     config = ml_collections.ConfigDict()
     config.arms = ("adamw_3ep",)
-    # The task: "docstring_topics" (offline, experiments/stability/docstring_topics.py) or a GLUE
+    # The task: "docstring_topics" (offline, data_pipelines/docstring_topics.py) or a GLUE
     # task name read from the GLUE TSV folder `data_dir`, or from TFDS when data_dir is "".
     config.task = ml_collections.ConfigDict(dict(
         name="rte", data_dir="", tfds_data_dir="", max_seq_length=128,

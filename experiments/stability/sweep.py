@@ -56,7 +56,7 @@ def load_task(task_config: ml_collections.ConfigDict, tokenizer) -> TaskData:
     name, max_seq_length = task_config.name, task_config.max_seq_length
     if name == "docstring_topics":
         # Imported here: it imports many stdlib packages that GLUE runs do not need.
-        from experiments.stability import docstring_topics  # pylint: disable=C0415
+        from data_pipelines import docstring_topics  # pylint: disable=C0415
         topics = docstring_topics.build(max_train_per_topic=task_config.max_train_per_topic,
                                         max_dev_per_topic=task_config.max_dev_per_topic)
         labels = topics.labels

@@ -15,7 +15,7 @@ copied docstrings) are dropped from dev. Everything is sorted and subsampled wit
 seeds, so a given Python version always yields the same task (the stdlib's docstrings change
 between versions: `python_version` is part of the task's description).
 
-    from experiments.stability import docstring_topics
+    from data_pipelines import docstring_topics
     task = docstring_topics.build()
     task.train, task.dev   # lists of data_pipelines.glue.GlueExample (text_b None, label a topic)
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import pkgutil
 import re
 import sys
@@ -33,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from data_pipelines import corpora
 from data_pipelines.glue import GlueExample
 
 TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -86,21 +86,6 @@ def package_modules(package: str) -> list[str]:
     return keep
 
 
-def _docstrings(module) -> list[str]:
-    """Docstring of the module, then of its public classes (and their methods) and functions."""
-    texts = [inspect.getdoc(module) or ""]
-    for name, member in sorted(vars(module).items()):
-        if name.startswith("_") or getattr(member, "__module__", None) != module.__name__:
-            continue
-        if inspect.isclass(member) or inspect.isfunction(member):
-            texts.append(inspect.getdoc(member) or "")
-        if inspect.isclass(member):
-            for method_name, method in sorted(vars(member).items()):
-                if not method_name.startswith("_") and inspect.isfunction(method):
-                    texts.append(inspect.getdoc(method) or "")
-    return [text for text in texts if text]
-
-
 def _is_prose(paragraph: str) -> bool:
     # Doctests and indented code blocks are not prose about the topic.
     return not any(line.startswith((">>>", "...", " ", "\t")) for line in paragraph.splitlines())
@@ -110,7 +95,7 @@ def module_paragraphs(module_name: str, min_words: int = 8) -> list[str]:
     """Prose paragraphs of a module's docstrings (whitespace collapsed), at least min_words long."""
     module = importlib.import_module(module_name)
     paragraphs = []
-    for text in _docstrings(module):
+    for text in corpora.module_docstrings(module):
         for paragraph in re.split(r"\n\s*\n", text):
             if not _is_prose(paragraph):
                 continue
