@@ -33,17 +33,26 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Iterable
+from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from bertjax import modeling
+from bertjax import modeling, param_layout
 from bertjax.config import BertConfig
 
-Params = dict[str, Any]
+# Re-exported: part of the convert API that finetune, feature_based and users call.
+from bertjax.param_layout import (  # noqa: F401
+    encoder_params,
+    has_heads,
+    is_scanned,
+    stack_layers,
+    to_layout,
+    unstack_layers,
+)
+
+Params = param_layout.Params
 
 # Tensors some checkpoints carry that are not parameters: HF's registered buffers, and the
 # optimizer state and step counter of the original training checkpoints.
@@ -165,116 +174,20 @@ def tensor_specs(config: BertConfig, with_heads: bool) -> list[TensorSpec]:
     return specs
 
 
-# ---------------------------------------------------------------------------- tree helpers
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
-
-
-def _flatten(tree: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    if not isinstance(tree, dict) and not hasattr(tree, "items"):
-        return {prefix: tree}
-    flat = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, (*prefix, str(key))))
-    return flat
-
-
-def has_heads(params: Params) -> bool:
-    """True for BertForPreTraining params ({"bert", "cls"}), False for BertModel's."""
-    return "bert" in params
-
-
-def encoder_params(params: Params) -> Params:
-    """The BertModel subtree ({embeddings, encoder, pooler}) of any loaded params: what a
-    fine-tuning model's "bert" is initialised from."""
-    return params["bert"] if has_heads(params) else params
-
-
-def _encoders(params: Params) -> Iterable[dict]:
-    """The `encoder` subtrees of a param tree: at the top (BertModel) or under a model's "bert"."""
-    if "encoder" in params:
-        yield params["encoder"]
-    for value in params.values():
-        if isinstance(value, dict) and "encoder" in value:
-            yield value["encoder"]
-
-
-def is_scanned(params: Params) -> bool:
-    """True when the layers are stacked under encoder/layer (config.scan_layers)."""
-    return any("layer" in encoder for encoder in _encoders(params))
-
-
-def _map_encoders(params: Params, fn) -> Params:
-    """A copy of `params` with every encoder subtree replaced by fn(encoder)."""
-    if "encoder" in params:
-        return {**params, "encoder": fn(params["encoder"])}
-    return {key: (_map_encoders(value, fn) if isinstance(value, dict) and "encoder" in value
-                  else value) for key, value in params.items()}
-
-
-def stack_layers(params: Params) -> Params:
-    """layer_0 ... layer_{L-1} -> one `layer` subtree whose leaves have a leading L axis (the
-    `nn.scan` layout). A tree already stacked is returned unchanged."""
-    def stack(encoder):
-        if "layer" in encoder:
-            return encoder
-        names = sorted(encoder, key=lambda n: int(n.split("_")[1]) if n.startswith("layer_") else -1)
-        expected = [f"layer_{i}" for i in range(len(names))]
-        if names != expected:
-            raise ValueError(f"encoder has sub-trees {sorted(encoder)}; expected {expected}")
-        layers = [_flatten(encoder[name]) for name in names]
-        stacked: dict = {}
-        for path in layers[0]:
-            for i, layer in enumerate(layers):
-                if path not in layer:
-                    raise ValueError(f"encoder/layer_{i} lacks {'/'.join(path)}")
-            values = [layer[path] for layer in layers]
-            # jnp keeps device arrays (and tracers) where they are; numpy stays numpy.
-            stack_fn = jnp.stack if isinstance(values[0], jax.Array) else np.stack
-            _set(stacked, path, stack_fn(values))
-        return {"layer": stacked}
-    return _map_encoders(params, stack)
-
-
-def unstack_layers(params: Params) -> Params:
-    """The inverse of `stack_layers`: encoder/layer with a leading L axis -> layer_0 ... layer_{L-1}.
-    A tree already unrolled is returned unchanged."""
-    def unstack(encoder):
-        if "layer" not in encoder:
-            return encoder
-        flat = _flatten(encoder["layer"])
-        num_layers = {np.shape(v)[0] for v in flat.values()}
-        if len(num_layers) != 1:
-            raise ValueError(f"encoder/layer leaves disagree on the layer axis: {num_layers}")
-        unrolled: dict = {}
-        for i in range(num_layers.pop()):
-            for path, value in flat.items():
-                _set(unrolled, (f"layer_{i}", *path), value[i])
-        return unrolled
-    return _map_encoders(params, unstack)
-
-
-def to_layout(config: BertConfig, params: Params) -> Params:
-    """Params in the layout `config.scan_layers` asks for."""
-    return stack_layers(params) if config.scan_layers else unstack_layers(params)
-
-
 def expected_shapes(config: BertConfig, with_heads: bool) -> dict[tuple[str, ...], tuple]:
     """{path: shape} of the model's params, from `jax.eval_shape` (nothing allocated)."""
     model = modeling.BertForPreTraining(config) if with_heads else modeling.BertModel(config)
     abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                                  *modeling.dummy_inputs(1, 2)))
     return {path: tuple(leaf.shape)
-            for path, leaf in _flatten(nn.meta.unbox(abstract["params"])).items()}
+            for path, leaf in param_layout.flatten(nn.meta.unbox(abstract["params"])).items()}
 
 
 def check_params(config: BertConfig, params: Params, source: str = "params") -> None:
     """Raises ValueError unless `params` has exactly the model's tensors with the model's shapes
     (BertForPreTraining's when `params` has heads, BertModel's otherwise)."""
     expected = expected_shapes(config, has_heads(params))
-    found = {path: tuple(np.shape(v)) for path, v in _flatten(params).items()}
+    found = {path: tuple(np.shape(v)) for path, v in param_layout.flatten(params).items()}
     _compare(expected, found, source, separator="/")
 
 
@@ -385,7 +298,7 @@ def load_hf(path: str, scan_layers: bool | None = None) -> tuple[BertConfig, Par
              {key: value.shape for key, value in tensors.items()}, source, separator=".")
     params: Params = {}
     for name, spec in by_name.items():
-        _set(params, spec.path, _cast(config, spec.from_hf(tensors[name])))
+        param_layout.set_path(params, spec.path, _cast(config, spec.from_hf(tensors[name])))
     params = to_layout(config, params)
     check_params(config, params, source)
     return config, params
@@ -404,7 +317,7 @@ def save_hf(config: BertConfig, params: Params, out_dir: str) -> None:
     params = unstack_layers(params)
     with_heads = has_heads(params)
     check_params(config.replace(scan_layers=False), params)
-    flat = _flatten(params)
+    flat = param_layout.flatten(params)
     tensors = {}
     for spec in tensor_specs(config, with_heads):
         name = spec.hf_name if with_heads else spec.hf_name.removeprefix("bert.")
@@ -451,7 +364,7 @@ def load_tf_checkpoint(ckpt_prefix: str, bert_config_file: str,
     _compare({spec.tf_name: spec.tf_shape for spec in specs}, shapes, ckpt_prefix, separator="/")
     params: Params = {}
     for spec in specs:
-        _set(params, spec.path, _cast(config, spec.from_tf(reader.get_tensor(spec.tf_name))))
+        param_layout.set_path(params, spec.path, _cast(config, spec.from_tf(reader.get_tensor(spec.tf_name))))
     params = to_layout(config, params)
     check_params(config, params, ckpt_prefix)
     return config, params
@@ -463,7 +376,7 @@ def save_tf_checkpoint(config: BertConfig, params: Params, ckpt_prefix: str) -> 
     code saved them, so the original run_*.py scripts and `tf.train.load_checkpoint` read it."""
     params = unstack_layers(params)
     check_params(config.replace(scan_layers=False), params)
-    flat = _flatten(params)
+    flat = param_layout.flatten(params)
     arrays = {spec.tf_name: np.asarray(spec.to_tf(flat[spec.path]), np.float32)
               for spec in tensor_specs(config, has_heads(params))}
     write_tf_variables(arrays, ckpt_prefix)
@@ -602,7 +515,7 @@ def main(argv):
                              f"checkpoint, not --from={source}")
     config, params = load_any(FLAGS.input, FLAGS.scan_layers, FLAGS.bert_config_file)
     save_any(target, config, params, FLAGS.output)
-    num_params = sum(int(np.size(v)) for v in _flatten(params).values())
+    num_params = sum(int(np.size(v)) for v in param_layout.flatten(params).values())
     print(json.dumps({"from": source, "to": target, "input": FLAGS.input, "output": FLAGS.output,
                       "with_heads": has_heads(params), "num_params": num_params}))
 
