@@ -3,7 +3,7 @@
 Devlin et al. (2018, section 5.3) fine-tuned BERT on CoNLL-2003 NER and, separately, froze it
 and trained a light model on its hidden layers; the concatenation of the last four layers came
 within 0.3 F1 of fine-tuning. This runs the same comparison on the offline docstring-topic task
-(experiments/stability/docstring_topics.py: 6 classes of standard-library docstring paragraphs,
+(data_pipelines/docstring_topics.py: 6 classes of standard-library docstring paragraphs,
 dev split by module) with the real pretrained all-MiniLM-L6-v2 weights:
 
   * fine-tuning: the whole model through the project's runner (bertjax.finetune.run, the
@@ -224,7 +224,7 @@ wall-clock and include compilation) with:
 
 - Encoder: L={cfg.num_hidden_layers}, H={cfg.hidden_size}, vocab {cfg.vocab_size}; sequences
   cut at {result['max_seq_length']} word pieces.
-- Task: experiments/stability/docstring_topics.py on Python {result['python_version']}'s
+- Task: data_pipelines/docstring_topics.py on Python {result['python_version']}'s
   standard library: 6 classes, {result['num_train']} training and {result['num_dev']} dev
   paragraphs, the dev ones from other modules than the training ones.
 - Fine-tuning: the whole model and a fresh classifier on the pooled [CLS] output, through
