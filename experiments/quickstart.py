@@ -56,6 +56,10 @@ def main(argv):
 
     config = pretrain_tiny.get_config()
     config.num_train_steps = FLAGS.steps
+    if FLAGS.steps <= config.optimizer.warmup_steps:
+        # A very short smoke run: keep the config's 10% warm-up share rather than fail on a
+        # warm-up longer than the run (runs of more steps keep the config's warm-up unchanged).
+        config.optimizer.warmup_steps = FLAGS.steps // 10
     config.data.cache_dir = os.path.join(FLAGS.workdir, "data")
     pretrain_dir = os.path.join(FLAGS.workdir, "pretrain")
     print(f"[1/4] pretraining tiny BERT for {FLAGS.steps} steps -> {pretrain_dir}", flush=True)

@@ -11,7 +11,7 @@ import pytest
 def test_quickstart_runs_end_to_end(tmp_path):
     workdir = tmp_path / "quickstart"
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.quickstart", f"--workdir={workdir}", "--steps=20",
+        [sys.executable, "-m", "experiments.quickstart", f"--workdir={workdir}", "--steps=40",
          "--finetune_epochs=1"],
         capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
