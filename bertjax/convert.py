@@ -364,7 +364,8 @@ def load_tf_checkpoint(ckpt_prefix: str, bert_config_file: str,
     _compare({spec.tf_name: spec.tf_shape for spec in specs}, shapes, ckpt_prefix, separator="/")
     params: Params = {}
     for spec in specs:
-        param_layout.set_path(params, spec.path, _cast(config, spec.from_tf(reader.get_tensor(spec.tf_name))))
+        tensor = spec.from_tf(reader.get_tensor(spec.tf_name))
+        param_layout.set_path(params, spec.path, _cast(config, tensor))
     params = to_layout(config, params)
     check_params(config, params, ckpt_prefix)
     return config, params

@@ -90,10 +90,9 @@ def _glue(config, bert_config, tokenizer) -> FinetuneData:
 
 
 def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
-    """The offline topic classification of stdlib docstrings (experiments/stability): real text,
-    no download; scored by accuracy."""
-    from data_pipelines import glue
-    from data_pipelines import docstring_topics
+    """The offline topic classification of stdlib docstrings (data_pipelines.docstring_topics):
+    real text, no download; scored by accuracy."""
+    from data_pipelines import docstring_topics, glue
 
     built = docstring_topics.build()
 
