@@ -24,15 +24,16 @@ def test_drop_rate_is_the_rounded_rate_and_the_mean_is_kept(shape):
 
 
 def test_neighbouring_decisions_are_independent():
-    """The two halves of each random word decide neighbouring elements: their joint drop
-    frequency must be rate^2, and a contingency test must not see dependence."""
+    """The two halves of each random word decide elements j and j + n/2 of a row: their joint
+    drop frequency must be rate^2, and a contingency test must not see dependence."""
     keep = np.asarray(dropout.keep_mask(jax.random.PRNGKey(0), 0.5, (2000, 512)))
-    pairs = keep.reshape(-1, 2)
+    pairs = np.stack([keep[:, :256].ravel(), keep[:, 256:].ravel()], axis=1)
     table = np.array([[np.sum(~pairs[:, 0] & ~pairs[:, 1]), np.sum(~pairs[:, 0] & pairs[:, 1])],
                       [np.sum(pairs[:, 0] & ~pairs[:, 1]), np.sum(pairs[:, 0] & pairs[:, 1])]])
     assert stats.chi2_contingency(table).pvalue > 1e-3
-    # and across rows (different words)
+    # and across rows and neighbouring elements (different words)
     assert abs(np.corrcoef(keep[:-1].ravel(), keep[1:].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(keep[:, :-1].ravel(), keep[:, 1:].ravel())[0, 1]) < 0.01
 
 
 def test_keys_and_determinism():
