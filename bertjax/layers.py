@@ -41,7 +41,7 @@ def partitioned(init: Callable, axes: tuple[str | None, ...]) -> Callable:
 
 
 def gelu_erf(x: jax.Array) -> jax.Array:
-    """0.5 x (1 + erf(x / sqrt(2))): the original's formula (modeling.py's gelu) term for term.
+    """0.5 x (1 + erf(x / sqrt(2))): google-research/bert's modeling.gelu, term for term.
 
     jax.nn.gelu(approximate=False) computes the same function through erfc, which XLA:CPU
     evaluates with an exp and branches; erf alone made the BERT-base step about 6% faster.
