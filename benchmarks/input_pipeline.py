@@ -13,7 +13,7 @@ import time
 from absl import app
 from absl import flags
 
-from bertjax import tokenization
+from data_pipelines import tokenization
 from data_pipelines import corpora
 from data_pipelines import dynamic_masking
 from data_pipelines import instances as instances_lib

@@ -9,9 +9,9 @@ any text file. All tokenizers use the real bert-base-uncased vocab (30,522 token
 Reported, for each casing:
   * speed on the same --timing_lines lines: lines/s and MB/s (UTF-8 input) of
       original   the vendored google-research/bert FullTokenizer (tests/reference),
-      exact      bertjax.tokenization.FullTokenizer, fresh instance (empty word cache),
+      exact      data_pipelines.tokenization.FullTokenizer, fresh instance (empty word cache),
       exact_warm_cache  the same on lines it has seen (word cache filled),
-      fast_tf    bertjax.fast_tokenization.TfBertTokenizer (exact normalisation), batches of
+      fast_tf    data_pipelines.fast_tokenization.TfBertTokenizer (exact normalisation), batches of
                  --batch_size lines, ids out,
       fast_tf_native  the same with FastBertTokenizer's own normaliser,
     and each one's speed-up over the original (best of --repeats runs each; the machine is shared);
@@ -32,7 +32,7 @@ import unicodedata
 
 from absl import app, flags
 
-from bertjax import fast_tokenization, tokenization
+from data_pipelines import fast_tokenization, tokenization
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)  # tests.reference: the vendored original and the docstring corpus

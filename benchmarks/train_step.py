@@ -16,7 +16,7 @@ The step timed (B batch, S sequence, P predictions per sequence, V vocab):
                     torch.optim.AdamW, model.train(), fp32, all cores;
   * hf_flax         transformers<5's FlaxBertForPreTraining (removed in transformers 5), run by
                     benchmarks/hf_flax_step.py in the interpreter given by --hf_flax_python.
-Every contender uses the same config and the same synthetic batch (tests/pretraining_batches).
+Every contender uses the same config and the same synthetic batch (data_pipelines.features.synthetic_batch).
 
 Timing: each contender is compiled and warmed up (--warmup steps, not timed); then --steps
 rounds, each running ONE step of every contender in a rotating order, so the shared machine's
@@ -34,7 +34,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Callable, NamedTuple, Sequence
@@ -45,10 +44,7 @@ import numpy as np
 
 from bertjax import config as bert_config_lib
 from bertjax import flops, modeling, optimizers, sharding, train_step
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)  # tests.pretraining_batches: the realistic synthetic batch
-from tests.pretraining_batches import make_batch  # noqa: E402
+from data_pipelines.features import synthetic_batch as make_batch
 
 BASELINES = ("hf_torch", "all_positions", "hf_flax")
 _HF_FLAX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_flax_step.py")

@@ -25,7 +25,7 @@ import numpy as np
 from bertjax import (finetune_data, metric_logging, modeling, optimizers, reinit, sharding,
                      tasks, train_step)
 from bertjax.config import BertConfig
-from bertjax.tokenization import FullTokenizer, bundled_uncased_vocab_file
+from data_pipelines.tokenization import FullTokenizer, bundled_uncased_vocab_file
 from bertjax.train import bert_config_from, merge_pretrained
 
 # Fields of config.model that may override a checkpoint's config (everything but architecture).

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from absl import logging
 
-from bertjax import tokenization
+from data_pipelines import tokenization
 
 if TYPE_CHECKING:  # Only the attributes are used; bertjax does not import data_pipelines.
     from data_pipelines.squad import SquadExample, SquadFeature

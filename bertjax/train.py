@@ -69,54 +69,15 @@ class PreemptionWatcher:
 
 def pretraining_batches(config: ml_collections.ConfigDict, workdir: str, per_host_batch: int,
                         start_step: int, *, is_training: bool = True) -> Iterator[dict]:
-    """Host-local numpy batches from `config.data`, starting at batch `start_step`."""
-    from data_pipelines import corpora, pretraining_input  # tf.data is imported lazily
+    """Host-local numpy batches from `config.data` (data_pipelines.pretraining_data)."""
+    from data_pipelines import pretraining_data  # tf.data is imported lazily
 
-    data = config.data
-    files = data.input_files if is_training else (data.get("eval_input_files") or data.input_files)
-    if data.source == "default_corpus":
-        files = corpora.prepare_default_pretraining_data(
-            data.get("cache_dir") or os.path.join(workdir, "data"), vocab_file=data.vocab_file or None,
-            max_seq_length=data.max_seq_length,
-            max_predictions_per_seq=data.max_predictions_per_seq,
-            dupe_factor=data.dupe_factor, seed=data.seed)
-    elif data.source == "dynamic":
-        return _dynamic_masking_batches(config, per_host_batch, start_step, is_training)
-    elif data.source != "tfrecord":
-        raise ValueError(f"config.data.source={data.source!r}; expected 'tfrecord', "
-                         "'default_corpus' or 'dynamic'")
-    dataset = pretraining_input.make_pretraining_dataset(
-        files, per_host_batch, data.max_seq_length, data.max_predictions_per_seq,
-        is_training=is_training, seed=data.seed if is_training else data.seed + 1,
-        start_step=start_step, process_index=jax.process_index(),
+    values = dict(config.data)
+    values["cache_dir"] = values.get("cache_dir") or os.path.join(workdir, "data")
+    return pretraining_data.pretraining_batches(
+        pretraining_data.PretrainingDataSpec(**values), per_host_batch_size=per_host_batch,
+        start_step=start_step, is_training=is_training, process_index=jax.process_index(),
         process_count=jax.process_count())
-    return dataset.as_numpy_iterator()
-
-
-def _dynamic_masking_batches(config, per_host_batch: int, start_step: int, is_training: bool):
-    """Pairs and masks made on the fly (data_pipelines.dynamic_masking) from documents in the
-    original input format (`config.data.input_files`), or from the embedded stdlib docstrings
-    when none are given. Fresh masks every epoch, still a pure function of (seed, step)."""
-    from data_pipelines import corpora, create_pretraining_data, dynamic_masking, instances
-    from bertjax.tokenization import FullTokenizer
-
-    data = config.data
-    tokenizer = FullTokenizer(data.vocab_file or corpora.default_vocab_file(),
-                              do_lower_case=data.get("do_lower_case", True))
-    if data.input_files:
-        files = create_pretraining_data.expand_input_files(data.input_files.split(","))
-        documents = create_pretraining_data.read_documents(files)
-    else:
-        documents = corpora.stdlib_docstring_documents()
-    corpus = instances.TokenizedCorpus.from_documents(
-        [[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)) for line in document]
-         for document in documents])
-    dataset = dynamic_masking.make_dynamic_masking_dataset(
-        corpus, tokenizer.vocab, per_host_batch, data.max_seq_length,
-        data.max_predictions_per_seq, seed=data.seed if is_training else data.seed + 1,
-        start_step=start_step, process_index=jax.process_index(),
-        process_count=jax.process_count())
-    return dataset.as_numpy_iterator()
 
 
 def _restore_or_init(config, workdir, model, tx, mesh, checkpointer):

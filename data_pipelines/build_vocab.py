@@ -3,7 +3,7 @@ r"""Learns a BERT vocab.txt (WordPiece) or a SentencePiece model from a text cor
   python -m data_pipelines.build_vocab --input_file='corpus/*.txt' --output_file=vocab.txt \
       --vocab_size=30522 --do_lower_case
 
-WordPiece: words are split exactly as bertjax.tokenization.BasicTokenizer (hence FullTokenizer)
+WordPiece: words are split exactly as data_pipelines.tokenization.BasicTokenizer (hence FullTokenizer)
 will split them, counted, and handed to tensorflow_text's WordPiece learner
 (`tensorflow_text.tools.wordpiece_vocab.wordpiece_tokenizer_learner_lib.learn`, the learner
 behind `bert_vocab_from_dataset`, which would split words with tf_text.BertTokenizer: NFKC
@@ -20,7 +20,7 @@ vocab.txt layout (one token per line, id = line number):
 The released BERT vocabs differ only in the special ids ([PAD]=0, [unused0-98], [UNK]=100,
 [CLS]=101, [SEP]=102, [MASK]=103); nothing in bertjax assumes those numbers.
 
-SentencePiece (--algorithm=sentencepiece): see bertjax.sentencepiece_tokenizer; --output_file
+SentencePiece (--algorithm=sentencepiece): see data_pipelines.sentencepiece_tokenizer; --output_file
 names the `.model` file (its `.vocab` listing is written beside it).
 """
 
@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 
 from absl import app, flags, logging
 
-from bertjax import sentencepiece_tokenizer, tokenization
+from data_pipelines import sentencepiece_tokenizer, tokenization
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ALGORITHMS = ("wordpiece", "sentencepiece")

@@ -275,7 +275,7 @@ def tfds_documents(
 
 def default_vocab_file() -> str:
     """The real bert-base-uncased vocab.txt (30,522 tokens) bundled with an installed package."""
-    from bertjax import tokenization  # pylint: disable=import-outside-toplevel
+    from data_pipelines import tokenization  # pylint: disable=import-outside-toplevel
 
     return str(tokenization.bundled_uncased_vocab_file())
 

@@ -89,7 +89,7 @@ class InvalidUtf8Error(ValueError):
 
 def load_tokenizer(vocab_file: str, do_lower_case: bool):
     """The exact original WordPiece FullTokenizer; checks the special tokens are in the vocab."""
-    from bertjax import tokenization  # pylint: disable=import-outside-toplevel
+    from data_pipelines import tokenization  # pylint: disable=import-outside-toplevel
 
     tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
     missing = [token for token in features_lib.SPECIAL_TOKENS if token not in tokenizer.vocab]

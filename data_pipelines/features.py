@@ -79,3 +79,55 @@ def tf_feature_spec(max_seq_length: int, max_predictions_per_seq: int):
         )
         for f in PRETRAINING_FEATURES
     }
+
+
+def batch_shapes(
+    batch_size: int, max_seq_length: int, max_predictions_per_seq: int
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{name: (shape, numpy dtype)} of a batch as the readers yield it (int32 ids, [B] labels).
+
+    What a compiled train step is specialised on: abstract inputs for ahead-of-time compilation
+    and the layout of `synthetic_batch`.
+    """
+    shapes = {}
+    for f in PRETRAINING_FEATURES:
+        size = f.size(max_seq_length, max_predictions_per_seq)
+        shape = (batch_size,) if f.length == "one" else (batch_size, size)
+        shapes[f.name] = (shape, "float32" if f.dtype == "float32" else "int32")
+    return shapes
+
+
+def synthetic_batch(
+    batch_size: int, max_seq_length: int, max_predictions_per_seq: int, vocab_size: int,
+    seed: int = 0,
+):
+    """A random batch laid out as real data: [CLS] A [SEP] B [SEP] + padding, sorted masked
+    positions inside each sequence, ids in [5, vocab_size), about 80% real predictions.
+
+    For benchmarks and tests of the train step that need the reader's layout but no corpus.
+    """
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    rs = np.random.RandomState(seed)
+    seq_len, num_predictions = max_seq_length, max_predictions_per_seq
+    lengths = rs.randint(seq_len // 2, seq_len + 1, batch_size)
+    input_ids = rs.randint(5, vocab_size, (batch_size, seq_len)).astype(np.int32)
+    input_mask = (np.arange(seq_len)[None] < lengths[:, None]).astype(np.int32)
+    input_ids *= input_mask
+    segment_ids = (np.arange(seq_len)[None] >= (lengths // 2)[:, None]) & (input_mask > 0)
+    positions = np.stack(
+        [np.sort(rs.choice(np.arange(1, n), num_predictions, replace=False)) for n in lengths]
+    ).astype(np.int32)
+    weights = (rs.rand(batch_size, num_predictions) < 0.8).astype(np.float32)
+    weights[:, 0] = 1.0
+    real = weights.astype(np.int32)
+    masked_ids = rs.randint(5, vocab_size, (batch_size, num_predictions)).astype(np.int32)
+    return dict(
+        input_ids=input_ids,
+        input_mask=input_mask,
+        segment_ids=segment_ids.astype(np.int32),
+        masked_lm_positions=positions * real,
+        masked_lm_ids=masked_ids * real,
+        masked_lm_weights=weights,
+        next_sentence_labels=rs.randint(0, 2, (batch_size,)).astype(np.int32),
+    )

@@ -30,11 +30,10 @@ from typing import Iterable, Mapping, Protocol, Sequence
 import numpy as np
 from absl import logging
 
-from bertjax import metrics
 
 
 class WordPieceTokenizer(Protocol):
-    """What feature conversion needs from bertjax.tokenization.FullTokenizer."""
+    """What feature conversion needs from data_pipelines.tokenization.FullTokenizer."""
 
     def tokenize(self, text: str) -> list[str]:
         ...
@@ -78,7 +77,8 @@ class GlueTask:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return metrics.GLUE_TASK_METRICS[self.name]
+        """The official GLUE metric(s), in the order the leaderboard lists them."""
+        return GLUE_TASK_METRICS[self.name]
 
     @property
     def tfds_name(self) -> str:
@@ -88,6 +88,20 @@ class GlueTask:
     def splits(self) -> tuple[str, ...]:
         return tuple(self.tsv_files)
 
+
+# Official metric(s) per GLUE task (Wang et al. 2018), in the order the leaderboard lists them;
+# bertjax.metrics computes them.
+GLUE_TASK_METRICS: Mapping[str, tuple[str, ...]] = {
+    "cola": ("matthews_corrcoef",),
+    "sst2": ("accuracy",),
+    "mrpc": ("accuracy", "f1"),
+    "qqp": ("accuracy", "f1"),
+    "stsb": ("pearson", "spearman"),
+    "mnli": ("accuracy",),
+    "qnli": ("accuracy",),
+    "rte": ("accuracy",),
+    "wnli": ("accuracy",),
+}
 
 _STANDARD_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 _BINARY = ("0", "1")
@@ -348,29 +362,3 @@ def label_ids_of(task_name: str, examples: Sequence[GlueExample]) -> np.ndarray:
     if task.is_regression:
         return np.asarray([example.label for example in examples], np.float32)
     return np.asarray([task.label_list.index(example.label) for example in examples], np.int32)
-
-
-def majority_class_baseline(task_name: str, eval_labels, train_labels=None) -> dict[str, float]:
-    """The task's metrics for always predicting the most frequent class.
-
-    The most frequent class is taken from `train_labels` when given, else from `eval_labels` (the
-    latter is the baseline Mosbach et al. 2021 use to call a run failed: RTE 52.7% accuracy,
-    MRPC 68.4% accuracy / 81.2 F1, CoLA MCC 0). Ties go to the smaller label id. A constant
-    prediction has no correlation with anything, so STS-B's baseline is Pearson = Spearman = 0.
-
-    Args:
-      task_name: GLUE task.
-      eval_labels: [N] gold label ids (or scores) of the evaluation split.
-      train_labels: optional [M] label ids from which to pick the majority class.
-    """
-    task = get_task(task_name)
-    eval_labels = np.asarray(eval_labels)
-    if task.is_regression:
-        return {name: 0.0 for name in task.metric_names}
-    reference = np.asarray(train_labels if train_labels is not None else eval_labels)
-    if reference.size == 0 or eval_labels.size == 0:
-        raise ValueError(f"GLUE {task.name}: no labels to compute the majority baseline from.")
-    counts = np.bincount(reference.astype(np.int64), minlength=len(task.label_list))
-    majority = int(np.argmax(counts))
-    predictions = np.full(eval_labels.shape, majority, eval_labels.dtype)
-    return metrics.glue_metrics(task.name, predictions, eval_labels)

@@ -29,7 +29,7 @@ DOCSTART = "-DOCSTART-"
 
 
 class WordPieceTokenizer(Protocol):
-    """What feature conversion needs from bertjax.tokenization.FullTokenizer."""
+    """What feature conversion needs from data_pipelines.tokenization.FullTokenizer."""
 
     def tokenize(self, text: str) -> list[str]:
         ...

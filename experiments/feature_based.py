@@ -100,7 +100,7 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
         feature-based rows read the same encoder and data.
     """
     from bertjax import feature_based, finetune, finetune_data
-    from bertjax.tokenization import FullTokenizer
+    from data_pipelines.tokenization import FullTokenizer
     from data_pipelines import docstring_topics
 
     strategies = list(strategies or feature_based.STRATEGIES)

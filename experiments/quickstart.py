@@ -79,7 +79,7 @@ def main(argv):
     print("[3/4] fine-tuning the same architecture from random init", flush=True)
     scratch = _finetune(os.path.join(FLAGS.workdir, "finetune_scratch"), "", epochs, 1e-4)
     print("[4/4] fine-tuning the real pre-trained MiniLM (6 layers, H=384)", flush=True)
-    from bertjax.tokenization import bundled_uncased_vocab_file
+    from data_pipelines.tokenization import bundled_uncased_vocab_file
     minilm = _finetune(os.path.join(FLAGS.workdir, "finetune_minilm"),
                        str(bundled_uncased_vocab_file().parent), epochs, 5e-5)
     rows += [("docstring topics dev accuracy: tiny, pretrained here", f"{pretrained:.3f}"),

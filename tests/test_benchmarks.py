@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import train_step as bench
 from bertjax import flops
-from tests.pretraining_batches import make_batch
+from data_pipelines.features import synthetic_batch as make_batch
 
 TINY = dict(model="tiny", batch_size=2, seq_len=16, num_predictions=3, steps=2, warmup=1)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bertjax import sentencepiece_tokenizer, tokenization
+from data_pipelines import sentencepiece_tokenizer, tokenization
 from data_pipelines import build_vocab
 from tests.reference.stdlib_docstrings import stdlib_docstring_lines
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from bertjax import tokenization
+from data_pipelines import tokenization
 from data_pipelines import corpora
 from data_pipelines import create_pretraining_data as cpd
 from data_pipelines import features as features_lib

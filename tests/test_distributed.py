@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from bertjax import config as bert_config, modeling, sharding, train_step
-from tests.pretraining_batches import make_batch
+from data_pipelines.features import synthetic_batch as make_batch
 
 BATCH, SEQ, PREDS, VOCAB = 8, 16, 4, 128
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bertjax import tokenization
+from data_pipelines import tokenization
 from data_pipelines import corpora
 from data_pipelines import dynamic_masking
 from data_pipelines import instances as instances_lib

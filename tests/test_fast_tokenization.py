@@ -1,4 +1,4 @@
-"""The in-graph tensorflow_text tokenizer against bertjax.tokenization.FullTokenizer (itself
+"""The in-graph tensorflow_text tokenizer against data_pipelines.tokenization.FullTokenizer (itself
 checked token for token against the original in test_tokenization.py)."""
 
 import unicodedata
@@ -6,7 +6,7 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from bertjax import fast_tokenization, tokenization
+from data_pipelines import fast_tokenization, tokenization
 from tests.reference.stdlib_docstrings import stdlib_docstring_lines
 
 # Every code point of the BMP, the CJK extension planes and the tag block, each between two

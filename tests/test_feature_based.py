@@ -201,7 +201,7 @@ def test_minilm_features_match_transformers_hidden_states():
     import transformers
 
     from bertjax import convert
-    from bertjax.tokenization import FullTokenizer
+    from data_pipelines.tokenization import FullTokenizer
     from data_pipelines.glue import GlueExample, convert_examples_to_features
     from experiments.stability.minilm_docstrings import minilm_checkpoint
 

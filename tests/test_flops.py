@@ -15,7 +15,7 @@ import pytest
 
 from bertjax import flops, losses, modeling, train_step
 from bertjax.config import BertConfig
-from tests.pretraining_batches import make_batch
+from data_pipelines.features import synthetic_batch as make_batch
 
 TINY = BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                   intermediate_size=48, max_position_embeddings=16)

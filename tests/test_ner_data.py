@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import transformers
 
-from bertjax import metrics, tokenization
+from bertjax import metrics
+from data_pipelines import tokenization
 from data_pipelines import ner
 
 CONLL_FILE = os.path.join(os.path.dirname(__file__), "fixtures", "conll2003", "tiny.txt")

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from bertjax import config as bert_config, modeling, sharding, train_step
-from tests.pretraining_batches import make_batch
+from data_pipelines.features import synthetic_batch as make_batch
 
 VOCAB, SEQ, PREDS, BATCH = 128, 16, 4, 8
 

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from tensorflow_datasets.datasets.squad import squad_dataset_builder  # noqa: E402
 from tensorflow_datasets.question_answering import qa_utils  # noqa: E402
 
-from bertjax import tokenization  # noqa: E402
+from data_pipelines import tokenization  # noqa: E402
 from data_pipelines import squad  # noqa: E402
 from tests.reference import original_run_squad  # noqa: E402
 

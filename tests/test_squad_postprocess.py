@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bertjax import metrics, squad_postprocess, tokenization
+from bertjax import metrics, squad_postprocess
+from data_pipelines import tokenization
 from data_pipelines import squad
 from tests.reference import original_run_squad
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from bertjax import config as bert_config_lib
-from bertjax import convert, modeling, reinit, tokenization
+from bertjax import convert, modeling, reinit
+from data_pipelines import tokenization
 from data_pipelines import docstring_topics
 from experiments.stability import analyze, arms, bert_large_glue
 from experiments.stability import sweep as stability_sweep

@@ -1,10 +1,10 @@
-"""bertjax.tokenization against the vendored original google-research/bert tokenizer (the oracle)."""
+"""data_pipelines.tokenization against the vendored original google-research/bert tokenizer (the oracle)."""
 
 import collections
 
 import pytest
 
-from bertjax import tokenization
+from data_pipelines import tokenization
 from tests.reference import original_tokenization
 from tests.reference.stdlib_docstrings import stdlib_docstring_lines
 

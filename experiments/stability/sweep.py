@@ -26,7 +26,8 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from bertjax import metrics, optimizers, sweep, tasks, tokenization
+from bertjax import metrics, optimizers, sweep, tasks
+from data_pipelines import tokenization
 from data_pipelines import glue
 
 # Config keys that may change between runs sharing a workdir: how many seeds, how they are
@@ -81,7 +82,7 @@ def load_task(task_config: ml_collections.ConfigDict, tokenizer) -> TaskData:
                    "num_dev": len(dev_examples)}
     return TaskData(name, task.label_list, train_examples, dev_examples, tokenizer,
                     max_seq_length, lambda p, l: metrics.glue_metrics(name, p, l),
-                    glue.majority_class_baseline(name, dev_labels), description)
+                    metrics.majority_class_baseline(name, dev_labels), description)
 
 
 def load_pretrained(init_checkpoint: str):

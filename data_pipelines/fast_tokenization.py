@@ -47,7 +47,7 @@ import unicodedata
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from bertjax import tokenization
+from data_pipelines import tokenization
 
 try:  # tf.data only: never let TensorFlow claim an accelerator that JAX will use.
     tf.config.set_visible_devices([], "GPU")
@@ -60,7 +60,7 @@ _NOT_MAPPED = "\uffff<not mapped>"
 class TokenizerBackend(str, enum.Enum):
     """Which tokenizer a data pipeline uses.
 
-    EXACT: bertjax.tokenization.FullTokenizer in Python; the original, token for token.
+    EXACT: data_pipelines.tokenization.FullTokenizer in Python; the original, token for token.
     FAST_TF: TfBertTokenizer, in-graph; agrees with EXACT except for the rare cases listed in
       this module's docstring.
     """
@@ -120,7 +120,7 @@ class TfBertTokenizer(tf.Module):
     """Strings -> BERT WordPiece ids, in-graph (usable inside `tf.data.Dataset.map`).
 
     Attributes:
-      vocab_file, do_lower_case: as for bertjax.tokenization.FullTokenizer.
+      vocab_file, do_lower_case: as for data_pipelines.tokenization.FullTokenizer.
       exact_normalization: do the original's character normalisation (see module docstring);
         False uses FastBertTokenizer's own normaliser (faster, and differs on the characters
         listed in the module docstring).
