@@ -43,7 +43,9 @@ class BertConfig:
       num_attention_heads: N, attention heads per layer; head size D = H / N.
       intermediate_size: F, width of the feed-forward layer (4H in all released models).
       hidden_act: activation of the feed-forward layer and the MLM transform. "gelu" is the exact
-        erf form the original uses; "gelu_new"/"gelu_tanh" is the tanh approximation; "relu".
+        erf form the released checkpoints were trained with (google-research/bert's first
+        release; HF's "gelu"); "gelu_tanh"/"gelu_new" is the tanh approximation that
+        google-research/bert master's modeling.gelu computes since Feb 2019; "relu".
       hidden_dropout_prob: dropout on embeddings, attention output, FFN output and pooler input.
       attention_probs_dropout_prob: dropout on the attention probabilities.
       max_position_embeddings: number of learned absolute positions (512); the longest sequence.
@@ -122,17 +124,19 @@ class BertConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_json_file(cls, path: str) -> "BertConfig":
-        """Reads an original `bert_config.json` or an HF `config.json`."""
-        with open(path) as f:
-            try:
-                values = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from e
+    def from_json(cls, text: str, source: str = "config") -> "BertConfig":
+        """Parses an original `bert_config.json` or an HF `config.json` (text read by the
+        caller through the path layer); errors name `source`."""
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source}: not valid JSON ({e})") from e
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(values).__name__}")
         missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                "vocab_size") if k not in values]
         if missing:
-            raise ValueError(f"{path}: missing BERT config fields {missing}")
+            raise ValueError(f"{source}: missing BERT config fields {missing}")
         return cls.from_dict(values)
 
     def to_original_dict(self) -> dict[str, Any]:
@@ -155,12 +159,11 @@ class BertConfig:
         """Every field, for bertjax's own checkpoints."""
         return dataclasses.asdict(self)
 
-    def write_json(self, path: str, flavor: str = "bertjax") -> None:
+    def to_json(self, flavor: str = "bertjax") -> str:
+        """The config as JSON text: "original" (bert_config.json), "hf" or "bertjax" fields."""
         values = {"original": self.to_original_dict, "hf": self.to_hf_dict,
                   "bertjax": self.to_dict}[flavor]()
-        with open(path, "w") as f:
-            json.dump(values, f, indent=2, sort_keys=True)
-            f.write("\n")
+        return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
 
 # Turc et al. 2019 miniatures (A = H/64, F = 4H) and the two paper models.

@@ -1,5 +1,6 @@
 """Checkpoint interop: Hugging Face folders, original google-research/bert TF checkpoints, and
-bertjax's own orbax format.
+bertjax's own orbax format, for the encoder alone, the pretraining model and fine-tuned task
+models (classification, token classification, span extraction).
 
     from bertjax import convert
     config, params = convert.load_hf("path/to/hf_folder")          # config.json + weights
@@ -9,39 +10,55 @@ bertjax's own orbax format.
     convert.save_hf(config, params, out_dir)                       # transformers loads it
     convert.save_checkpoint(config, params, directory)             # orbax + config.json
 
-Params with the pretraining heads ({"bert", "cls"}) are for `modeling.BertForPreTraining`; params
-of the encoder alone ({"embeddings", "encoder", "pooler"}) are for `modeling.BertModel`. Every
-loader returns the layout `config.scan_layers` asks for (layer_i, or one stacked `layer` under
-the encoder) and checks the tree against the model's own shapes: a missing, extra or wrongly
-shaped tensor is a ValueError naming the tensor and both shapes.
+The head a param tree carries is read from its structure (bertjax.checkpoint_names.head_of):
+{"embeddings", "encoder", "pooler"} is `modeling.BertModel`; {"bert", "cls"} is
+BertForPreTraining; {"bert", "classifier"} a sequence- (with pooler) or token-classification
+model; {"bert", "qa_outputs"} the SQuAD span model. Saved as HF, each becomes the matching
+transformers architecture (BertModel, BertForPreTraining, BertForSequenceClassification,
+BertForTokenClassification, BertForQuestionAnswering), so `transformers.AutoModelFor...` loads
+it; class names (`labels`) travel as HF's id2label, and in bertjax's format as head.json. Every
+loader returns the layout `config.scan_layers` asks for and checks the tree against the model's
+own shapes: a missing, extra or wrongly shaped tensor is a ValueError naming the tensor and both
+shapes; an unreadable file is an error naming the file.
 
 How the formats relate. The original TF checkpoint is the common ground: its variable names are
 bertjax's param paths with "/" (bert/encoder/layer_3/attention/self/query/kernel); its dense
 kernels are [in, out], where bertjax splits heads ([H, N, D] for q/k/v, [N, D, H] for the
 attention output) and HF's torch Linear stores [out, in]; its LayerNorms are gamma/beta, flax's
-scale/bias and HF's weight/bias; the NSP weight `cls/seq_relationship/output_weights` is [2, H],
+scale/bias and HF's weight/bias; head output weights (NSP, classifier, SQuAD) are stored [C, H],
 transposed against a kernel. The MLM decoder is tied to the word embeddings in all three, so no
-format stores it separately except older HF files (checked equal, then dropped).
+format stores it separately except older HF files (checked equal, then dropped). The name table
+is bertjax/checkpoint_names.py. Every path goes through the path layer (data_pipelines.storage):
+local folders, gs:// and the other schemes it serves.
 
-Shape legend: H hidden, N heads, D head size, F intermediate, V vocab, L layers.
+Shape legend: H hidden, N heads, D head size, F intermediate, V vocab, L layers, C classes.
 CLI: python -m bertjax.convert --from=hf|tf|bertjax --to=hf|tf|bertjax --input=... --output=...
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-from typing import Any
+import tempfile
+from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
 import numpy as np
 
-from bertjax import modeling, param_layout
+from bertjax import param_layout
+from bertjax.checkpoint_names import (  # noqa: F401  (re-exported: the convert API)
+    HEADS,
+    HF_ARCHITECTURES,
+    Head,
+    TensorSpec,
+    check_params,
+    compare,
+    expected_shapes,
+    head_of,
+    tensor_specs,
+)
 from bertjax.config import BertConfig
-
 # Re-exported: part of the convert API that finetune, feature_based and users call.
 from bertjax.param_layout import (  # noqa: F401
     encoder_params,
@@ -51,6 +68,7 @@ from bertjax.param_layout import (  # noqa: F401
     to_layout,
     unstack_layers,
 )
+from data_pipelines import storage
 
 Params = param_layout.Params
 
@@ -61,178 +79,79 @@ _TF_NON_PARAMS = re.compile(r"(adam_m|adam_v|Adam|Adam_1|LAMB|Momentum)$|^global
                             r"(^|/)(beta1_power|beta2_power)$")
 
 
-# ---------------------------------------------------------------------------- the name table
-@dataclasses.dataclass(frozen=True)
-class TensorSpec:
-    """One parameter in the three formats.
-
-    tf_name: the original checkpoint's variable name (also bertjax's path, joined by "/", but
-      for LayerNorm gamma/beta and the NSP output_weights/output_bias).
-    path: bertjax's param path in the unrolled layout.
-    shape: bertjax's shape. matrix_shape: the 2-D [in, out] view of a dense kernel (= shape for
-      everything else), which is how TF stores kernels.
-    tf_transposed: TF stores matrix_shape transposed (only the NSP output_weights).
-    hf_transposed: HF stores matrix_shape transposed (every torch Linear weight).
-    """
-
-    tf_name: str
-    path: tuple[str, ...]
-    shape: tuple[int, ...]
-    matrix_shape: tuple[int, ...]
-    tf_transposed: bool = False
-    hf_transposed: bool = False
-
-    @property
-    def hf_name(self) -> str:
-        name = self.tf_name
-        name = {"cls/predictions/output_bias": "cls/predictions/bias",
-                "cls/seq_relationship/output_weights": "cls/seq_relationship/weight",
-                "cls/seq_relationship/output_bias": "cls/seq_relationship/bias"}.get(name, name)
-        name = re.sub(r"/layer_(\d+)/", r"/layer/\1/", name)
-        name = re.sub(r"/(gamma|kernel)$", "/weight", name)
-        name = re.sub(r"/beta$", "/bias", name)
-        if name.endswith("_embeddings"):
-            name += "/weight"
-        return name.replace("/", ".")
-
-    @property
-    def tf_shape(self) -> tuple[int, ...]:
-        return self.matrix_shape[::-1] if self.tf_transposed else self.matrix_shape
-
-    @property
-    def hf_shape(self) -> tuple[int, ...]:
-        return self.matrix_shape[::-1] if self.hf_transposed else self.matrix_shape
-
-    def from_tf(self, array: np.ndarray) -> np.ndarray:
-        array = array.T if self.tf_transposed else array
-        return np.reshape(array, self.shape)
-
-    def from_hf(self, array: np.ndarray) -> np.ndarray:
-        array = array.T if self.hf_transposed else array
-        return np.reshape(array, self.shape)
-
-    def to_tf(self, value) -> np.ndarray:
-        array = np.reshape(np.asarray(value), self.matrix_shape)
-        return np.ascontiguousarray(array.T if self.tf_transposed else array)
-
-    def to_hf(self, value) -> np.ndarray:
-        array = np.reshape(np.asarray(value), self.matrix_shape)
-        return np.ascontiguousarray(array.T if self.hf_transposed else array)
+def read_config(path: str) -> BertConfig:
+    """A BertConfig from an original bert_config.json, an HF config.json or bertjax's own."""
+    return BertConfig.from_json(storage.read_text(path), path)
 
 
-def tensor_specs(config: BertConfig, with_heads: bool) -> list[TensorSpec]:
-    """Every parameter of BertForPreTraining (`with_heads`) or BertModel, in a fixed order.
-
-    With heads, the TF names start with "bert/" and the bertjax paths with ("bert",); without,
-    TF names still start with "bert/" (the original never saves an encoder alone) and the
-    bertjax paths start at the encoder's own modules.
-    """
-    H, F, N, D = (config.hidden_size, config.intermediate_size, config.num_attention_heads,
-                  config.head_size)
-    specs: list[TensorSpec] = []
-    root = ("bert",) if with_heads else ()
-
-    def add(tf_name, path, shape, matrix_shape=None, tf_transposed=False, hf_transposed=False):
-        specs.append(TensorSpec(tf_name, tuple(path), tuple(shape),
-                                tuple(matrix_shape or shape), tf_transposed, hf_transposed))
-
-    def layer_norm(tf_scope, path):
-        add(f"{tf_scope}/LayerNorm/gamma", (*path, "LayerNorm", "scale"), (H,))
-        add(f"{tf_scope}/LayerNorm/beta", (*path, "LayerNorm", "bias"), (H,))
-
-    def dense(tf_scope, path, in_shape, out_shape):
-        matrix = (int(np.prod(in_shape)), int(np.prod(out_shape)))
-        add(f"{tf_scope}/kernel", (*path, "kernel"), (*in_shape, *out_shape), matrix,
-            hf_transposed=True)
-        add(f"{tf_scope}/bias", (*path, "bias"), out_shape, (matrix[1],))
-
-    for table, rows in (("word_embeddings", config.vocab_size),
-                        ("token_type_embeddings", config.type_vocab_size),
-                        ("position_embeddings", config.max_position_embeddings)):
-        add(f"bert/embeddings/{table}", (*root, "embeddings", table, "embedding"), (rows, H))
-    layer_norm("bert/embeddings", (*root, "embeddings"))
-    for i in range(config.num_hidden_layers):
-        scope, path = f"bert/encoder/layer_{i}", (*root, "encoder", f"layer_{i}")
-        for name in ("query", "key", "value"):
-            dense(f"{scope}/attention/self/{name}", (*path, "attention", "self", name), (H,), (N, D))
-        dense(f"{scope}/attention/output/dense", (*path, "attention", "output", "dense"),
-              (N, D), (H,))
-        layer_norm(f"{scope}/attention/output", (*path, "attention", "output"))
-        dense(f"{scope}/intermediate/dense", (*path, "intermediate", "dense"), (H,), (F,))
-        dense(f"{scope}/output/dense", (*path, "output", "dense"), (F,), (H,))
-        layer_norm(f"{scope}/output", (*path, "output"))
-    dense("bert/pooler/dense", (*root, "pooler", "dense"), (H,), (H,))
-    if with_heads:
-        dense("cls/predictions/transform/dense", ("cls", "predictions", "transform", "dense"),
-              (H,), (H,))
-        layer_norm("cls/predictions/transform", ("cls", "predictions", "transform"))
-        add("cls/predictions/output_bias", ("cls", "predictions", "output_bias"),
-            (config.vocab_size,))
-        add("cls/seq_relationship/output_weights", ("cls", "seq_relationship", "kernel"), (H, 2),
-            tf_transposed=True, hf_transposed=True)
-        add("cls/seq_relationship/output_bias", ("cls", "seq_relationship", "bias"), (2,))
-    return specs
-
-
-def expected_shapes(config: BertConfig, with_heads: bool) -> dict[tuple[str, ...], tuple]:
-    """{path: shape} of the model's params, from `jax.eval_shape` (nothing allocated)."""
-    model = modeling.BertForPreTraining(config) if with_heads else modeling.BertModel(config)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                                 *modeling.dummy_inputs(1, 2)))
-    return {path: tuple(leaf.shape)
-            for path, leaf in param_layout.flatten(nn.meta.unbox(abstract["params"])).items()}
-
-
-def check_params(config: BertConfig, params: Params, source: str = "params") -> None:
-    """Raises ValueError unless `params` has exactly the model's tensors with the model's shapes
-    (BertForPreTraining's when `params` has heads, BertModel's otherwise)."""
-    expected = expected_shapes(config, has_heads(params))
-    found = {path: tuple(np.shape(v)) for path, v in param_layout.flatten(params).items()}
-    _compare(expected, found, source, separator="/")
-
-
-def _compare(expected: dict, found: dict, source: str, separator: str) -> None:
-    name = lambda key: key if isinstance(key, str) else separator.join(key)  # noqa: E731
-    problems = []
-    for key in expected:
-        if key not in found:
-            problems.append(f"missing tensor {name(key)}: expected shape {expected[key]}, "
-                            "found none")
-        elif tuple(found[key]) != tuple(expected[key]):
-            problems.append(f"tensor {name(key)}: expected shape {tuple(expected[key])}, "
-                            f"found {tuple(found[key])}")
-    for key in found:
-        if key not in expected:
-            problems.append(f"unexpected tensor {name(key)} with shape {tuple(found[key])} "
-                            "(expected none)")
-    if problems:
-        raise ValueError(f"{source}: " + "; ".join(problems))
+def write_config(config: BertConfig, path: str, flavor: str = "bertjax",
+                 extra: dict | None = None) -> None:
+    """Writes `config` as JSON ("original", "hf" or "bertjax" fields, plus `extra`)."""
+    values = json.loads(config.to_json(flavor))
+    values.update(extra or {})
+    storage.write_text(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def _cast(config: BertConfig, array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=config.params_dtype)
 
 
+def _default_labels(num_labels: int) -> list[str]:
+    return [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def _checked_labels(head: Head, labels: Sequence[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    labels = [str(label) for label in labels]
+    if head.kind in ("classification", "token_classification") and len(labels) != \
+            head.num_labels:
+        raise ValueError(f"{len(labels)} labels {labels} for a {head.kind} head of "
+                         f"{head.num_labels} outputs")
+    return labels
+
+
 # ---------------------------------------------------------------------------- Hugging Face
-def _read_hf_tensors(path: str) -> tuple[dict[str, np.ndarray], str]:
-    """{name: array} from model.safetensors (preferred) or pytorch_model.bin in `path`."""
-    safetensors_file = os.path.join(path, "model.safetensors")
-    torch_file = os.path.join(path, "pytorch_model.bin")
-    if os.path.exists(safetensors_file):
-        from safetensors import safe_open
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError, safe_open  # pylint: disable=import-outside-toplevel
+
+    try:
+        local = path if not storage.is_remote(path) else None
+        if local is None:  # safetensors reads local files: bring a remote one over first
+            with tempfile.NamedTemporaryFile(suffix=".safetensors") as copy:
+                copy.write(storage.read_bytes(path))
+                copy.flush()
+                return _read_safetensors(copy.name)
         tensors = {}
         try:
-            with safe_open(safetensors_file, framework="numpy") as f:
+            with safe_open(local, framework="numpy") as f:
                 for key in f.keys():
                     tensors[key] = f.get_tensor(key)
         except TypeError:  # numpy has no bfloat16: such files are read through torch
-            with safe_open(safetensors_file, framework="pt") as f:
+            with safe_open(local, framework="pt") as f:
                 for key in f.keys():
                     tensors[key] = f.get_tensor(key).float().numpy()
-        return tensors, safetensors_file
-    if os.path.exists(torch_file):
+        return tensors
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable safetensors file ({error})") from error
+
+
+def _read_hf_tensors(path: str) -> tuple[dict[str, np.ndarray], str]:
+    """{name: array} from model.safetensors (preferred) or pytorch_model.bin in `path`."""
+    safetensors_file = storage.join(path, "model.safetensors")
+    torch_file = storage.join(path, "pytorch_model.bin")
+    if storage.exists(safetensors_file):
+        return _read_safetensors(safetensors_file), safetensors_file
+    if storage.exists(torch_file):
+        import io
+
         import torch  # only .bin checkpoints need torch
-        state = torch.load(torch_file, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(io.BytesIO(storage.read_bytes(torch_file)), map_location="cpu",
+                               weights_only=True)
+        except Exception as error:  # torch raises many kinds for a damaged file
+            raise ValueError(f"{torch_file}: not a readable PyTorch state dict ({error})") \
+                from error
         return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
                 for k, v in state.items()}, torch_file
     raise FileNotFoundError(f"{path}: neither model.safetensors nor pytorch_model.bin")
@@ -267,35 +186,45 @@ def _normalise_hf_names(tensors: dict[str, np.ndarray], source: str) -> dict[str
     return out
 
 
+def _hf_head(tensors: dict[str, np.ndarray]) -> Head:
+    """The head of an HF state dict, from its tensor names."""
+    if any(key.startswith("cls.") for key in tensors):
+        return Head("pretraining")
+    if "qa_outputs.weight" in tensors:
+        return Head("span", 2)
+    if "classifier.weight" in tensors:
+        kind = ("classification" if "bert.pooler.dense.weight" in tensors
+                else "token_classification")
+        return Head(kind, int(tensors["classifier.weight"].shape[0]))
+    return Head("encoder")
+
+
 def load_hf(path: str, scan_layers: bool | None = None) -> tuple[BertConfig, Params]:
     """Reads an HF BERT folder: config.json + model.safetensors or pytorch_model.bin.
 
-    A BertForPreTraining checkpoint (bert.*, cls.predictions.*, cls.seq_relationship.*) gives
-    params for `modeling.BertForPreTraining`; a BertModel one (embeddings.*, encoder.*, pooler.*,
-    with or without the "bert." prefix) gives params for `modeling.BertModel`. Any other tensor
-    (e.g. a fine-tuned classifier) is an error.
+    The head comes from the tensor names: BertForPreTraining (bert.*, cls.*), BertModel
+    (embeddings.*, encoder.*, pooler.*, with or without the "bert." prefix), or a fine-tuned
+    sequence classifier (classifier.* with a pooler), token classifier (classifier.*, no
+    pooler) or QA model (qa_outputs.*). Any other tensor is an error naming it.
     `scan_layers` (default: False) sets config.scan_layers and the layout to match.
     """
-    config = BertConfig.from_json_file(os.path.join(path, "config.json"))
-    with open(os.path.join(path, "config.json")) as f:
-        position_type = json.load(f).get("position_embedding_type", "absolute")
+    config_path = storage.join(path, "config.json")
+    config = read_config(config_path)
+    position_type = json.loads(storage.read_text(config_path)).get("position_embedding_type",
+                                                                    "absolute")
     if position_type != "absolute":
-        raise ValueError(f"{path}/config.json: position_embedding_type={position_type!r}; "
+        raise ValueError(f"{config_path}: position_embedding_type={position_type!r}; "
                          "bertjax implements only learned absolute positions")
     if scan_layers is not None:
         config = config.replace(scan_layers=scan_layers)
     tensors, source = _read_hf_tensors(path)
     tensors = _normalise_hf_names(tensors, source)
-    with_heads = any(key.startswith("cls.") for key in tensors)
-    if not with_heads:  # BertModel files are saved with or without the "bert." prefix
+    head = _hf_head(tensors)
+    if head.kind == "encoder":  # BertModel files are saved with or without the "bert." prefix
         tensors = {key.removeprefix("bert."): value for key, value in tensors.items()}
-    specs = tensor_specs(config, with_heads)
-    by_name = {}
-    for spec in specs:
-        name = spec.hf_name if with_heads else spec.hf_name.removeprefix("bert.")
-        by_name[name] = spec
-    _compare({name: spec.hf_shape for name, spec in by_name.items()},
-             {key: value.shape for key, value in tensors.items()}, source, separator=".")
+    by_name = {spec.hf_name: spec for spec in tensor_specs(config, head)}
+    compare({name: spec.hf_shape for name, spec in by_name.items()},
+            {key: value.shape for key, value in tensors.items()}, source, separator=".")
     params: Params = {}
     for name, spec in by_name.items():
         param_layout.set_path(params, spec.path, _cast(config, spec.from_hf(tensors[name])))
@@ -304,33 +233,40 @@ def load_hf(path: str, scan_layers: bool | None = None) -> tuple[BertConfig, Par
     return config, params
 
 
-def save_hf(config: BertConfig, params: Params, out_dir: str) -> None:
+def save_hf(config: BertConfig, params: Params, out_dir: str,
+            labels: Sequence[str] | None = None) -> None:
     """Writes config.json + model.safetensors for transformers.
 
-    Params with heads become a BertForPreTraining checkpoint (the MLM decoder is left out, as
-    transformers itself saves it: it is tied to bert.embeddings.word_embeddings.weight); params of
-    the encoder alone become a BertModel checkpoint (no "bert." prefix, architectures
-    ["BertModel"]), which `transformers.BertModel.from_pretrained` loads.
+    The architecture follows the head (see the module docstring): pretraining params become a
+    BertForPreTraining checkpoint (the MLM decoder is left out, as transformers itself saves it:
+    it is tied to bert.embeddings.word_embeddings.weight), the encoder alone a BertModel (no
+    "bert." prefix), task params the matching BertFor... model, which the corresponding
+    `transformers.AutoModelFor...` loads; `labels` become id2label (a 1-output classifier is a
+    regression model, problem_type "regression").
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save  # pylint: disable=import-outside-toplevel
 
     params = unstack_layers(params)
-    with_heads = has_heads(params)
+    head = head_of(params)
     check_params(config.replace(scan_layers=False), params)
+    labels = _checked_labels(head, labels)
     flat = param_layout.flatten(params)
-    tensors = {}
-    for spec in tensor_specs(config, with_heads):
-        name = spec.hf_name if with_heads else spec.hf_name.removeprefix("bert.")
-        tensors[name] = np.asarray(spec.to_hf(flat[spec.path]), dtype=np.float32)
-    os.makedirs(out_dir, exist_ok=True)
-    hf_config = config.to_hf_dict()
-    hf_config.update(architectures=["BertForPreTraining" if with_heads else "BertModel"],
-                     tie_word_embeddings=True)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(hf_config, f, indent=2, sort_keys=True)
-        f.write("\n")
+    tensors = {spec.hf_name: np.asarray(spec.to_hf(flat[spec.path]), dtype=np.float32)
+               for spec in tensor_specs(config, head)}
+    extra: dict[str, Any] = {"architectures": [HF_ARCHITECTURES[head.kind]],
+                             "tie_word_embeddings": True}
+    if head.kind in ("classification", "token_classification"):
+        names = labels or _default_labels(head.num_labels)
+        extra.update(id2label={str(i): name for i, name in enumerate(names)},
+                     label2id={name: i for i, name in enumerate(names)})
+        if head.kind == "classification":
+            extra["problem_type"] = ("regression" if head.num_labels == 1
+                                     else "single_label_classification")
+    storage.makedirs(out_dir)
+    write_config(config, storage.join(out_dir, "config.json"), "hf", extra)
     # transformers refuses safetensors files without the "format" metadata.
-    save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    storage.write_bytes(storage.join(out_dir, "model.safetensors"),
+                        save(tensors, metadata={"format": "pt"}))
 
 
 # ---------------------------------------------------------------------------- original TF
@@ -343,29 +279,52 @@ def _tensorflow():
     return tf
 
 
+def _tf_head(shapes: dict[str, tuple]) -> Head:
+    """The head of an original checkpoint, from its variable names."""
+    if "cls/squad/output_weights" in shapes:
+        return Head("span", 2)
+    if any(name.startswith("cls/") for name in shapes):
+        return Head("pretraining")
+    if "output_weights" in shapes:
+        kind = ("classification" if "bert/pooler/dense/kernel" in shapes
+                else "token_classification")
+        return Head(kind, int(shapes["output_weights"][0]))
+    return Head("encoder")
+
+
 def load_tf_checkpoint(ckpt_prefix: str, bert_config_file: str,
                        scan_layers: bool | None = None) -> tuple[BertConfig, Params]:
     """Reads an original google-research/bert checkpoint (bert_model.ckpt.{index,data-*}) and
-    its bert_config.json.
-
-    With cls/predictions and cls/seq_relationship the params are for BertForPreTraining, without
-    them for BertModel. Optimizer slots (adam_m, adam_v) and global_step are skipped; any other
-    unknown variable is an error.
+    its bert_config.json: pretraining (cls/...), encoder only, run_classifier's classifier
+    (output_weights/output_bias) or run_squad's span model (cls/squad/...; its unused pooler is
+    dropped). Optimizer slots (adam_m, adam_v) and global_step are skipped; any other unknown
+    variable is an error.
     """
     tf = _tensorflow()
-    config = BertConfig.from_json_file(bert_config_file)
+    config = read_config(bert_config_file)
     if scan_layers is not None:
         config = config.replace(scan_layers=scan_layers)
-    reader = tf.train.load_checkpoint(ckpt_prefix)
-    shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()
-              if not _TF_NON_PARAMS.search(name)}
-    with_heads = any(name.startswith("cls/") for name in shapes)
-    specs = tensor_specs(config, with_heads)
-    _compare({spec.tf_name: spec.tf_shape for spec in specs}, shapes, ckpt_prefix, separator="/")
+    try:
+        reader = tf.train.load_checkpoint(ckpt_prefix)
+        shapes = {name: tuple(shape) for name, shape in
+                  reader.get_variable_to_shape_map().items() if not _TF_NON_PARAMS.search(name)}
+    except (tf.errors.OpError, ValueError) as error:
+        raise ValueError(f"{ckpt_prefix}: not a readable TF checkpoint "
+                         f"({getattr(error, 'message', error)})") from error
+    head = _tf_head(shapes)
+    if head.kind == "span":  # run_squad.py builds a pooler it never uses
+        shapes = {name: shape for name, shape in shapes.items()
+                  if not name.startswith("bert/pooler/")}
+    specs = tensor_specs(config, head)
+    compare({spec.tf_name: spec.tf_shape for spec in specs}, shapes, ckpt_prefix, separator="/")
     params: Params = {}
     for spec in specs:
-        tensor = spec.from_tf(reader.get_tensor(spec.tf_name))
-        param_layout.set_path(params, spec.path, _cast(config, tensor))
+        try:
+            value = reader.get_tensor(spec.tf_name)
+        except tf.errors.OpError as error:  # e.g. a truncated .data file
+            raise ValueError(f"{ckpt_prefix}: cannot read variable {spec.tf_name} "
+                             f"({error.message})") from error
+        param_layout.set_path(params, spec.path, _cast(config, spec.from_tf(value)))
     params = to_layout(config, params)
     check_params(config, params, ckpt_prefix)
     return config, params
@@ -379,7 +338,7 @@ def save_tf_checkpoint(config: BertConfig, params: Params, ckpt_prefix: str) -> 
     check_params(config.replace(scan_layers=False), params)
     flat = param_layout.flatten(params)
     arrays = {spec.tf_name: np.asarray(spec.to_tf(flat[spec.path]), np.float32)
-              for spec in tensor_specs(config, has_heads(params))}
+              for spec in tensor_specs(config, head_of(params))}
     write_tf_variables(arrays, ckpt_prefix)
 
 
@@ -390,7 +349,8 @@ def write_tf_variables(arrays: dict[str, np.ndarray], ckpt_prefix: str) -> None:
     graph limit.
     """
     tf = _tensorflow()
-    os.makedirs(os.path.dirname(os.path.abspath(ckpt_prefix)), exist_ok=True)
+    ckpt_prefix = storage.absolute(ckpt_prefix)
+    storage.makedirs(storage.dirname(ckpt_prefix))
     with tf.Graph().as_default():
         feeds, variables = {}, {}
         for name, array in arrays.items():
@@ -405,20 +365,28 @@ def write_tf_variables(arrays: dict[str, np.ndarray], ckpt_prefix: str) -> None:
 
 # ---------------------------------------------------------------------------- native (orbax)
 _PARAMS_DIR = "params"
+_HEAD_FILE = "head.json"
 
 
-def save_checkpoint(config: BertConfig, params: Params, directory: str) -> None:
-    """bertjax's format: `directory`/config.json (every BertConfig field) and
-    `directory`/params (an orbax StandardCheckpointer tree, in the layout of `params`)."""
+def save_checkpoint(config: BertConfig, params: Params, directory: str,
+                    labels: Sequence[str] | None = None) -> None:
+    """bertjax's format: `directory`/config.json (every BertConfig field), `directory`/params
+    (an orbax StandardCheckpointer tree, in the layout of `params`) and, for task models,
+    `directory`/head.json (the head kind, its outputs and the class names)."""
     import orbax.checkpoint as ocp
 
-    directory = os.path.abspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    directory = storage.absolute(directory)
+    storage.makedirs(directory)
     config = config.replace(scan_layers=is_scanned(params))
     check_params(config, params)
-    config.write_json(os.path.join(directory, "config.json"), "bertjax")
+    head = head_of(params)
+    write_config(config, storage.join(directory, "config.json"))
+    if head.kind not in ("encoder", "pretraining"):
+        names = _checked_labels(head, labels)
+        storage.write_text(storage.join(directory, _HEAD_FILE), json.dumps(
+            {"head": head.kind, "num_labels": head.num_labels, "labels": names}, indent=1))
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.join(directory, _PARAMS_DIR), params, force=True)
+        checkpointer.save(storage.join(directory, _PARAMS_DIR), params, force=True)
         checkpointer.wait_until_finished()
 
 
@@ -427,18 +395,22 @@ def load_checkpoint(directory: str, scan_layers: bool | None = None
     """Reads what `save_checkpoint` wrote; `scan_layers` (default: as saved) picks the layout."""
     import orbax.checkpoint as ocp
 
-    directory = os.path.abspath(directory)
-    config = BertConfig.from_json_file(os.path.join(directory, "config.json"))
-    with ocp.StandardCheckpointer() as checkpointer:
-        path = os.path.join(directory, _PARAMS_DIR)
-        metadata = checkpointer.metadata(path)
-        tree = getattr(metadata, "item_metadata", metadata)
-        # Restore every array onto one device as plain host arrays: the caller shards them.
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-        target = jax.tree_util.tree_map(
-            lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype, sharding=device),
-            tree.tree if hasattr(tree, "tree") else tree)
-        restored = checkpointer.restore(path, target)
+    directory = storage.absolute(directory)
+    config = read_config(storage.join(directory, "config.json"))
+    path = storage.join(directory, _PARAMS_DIR)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            metadata = checkpointer.metadata(path)
+            tree = getattr(metadata, "item_metadata", metadata)
+            # Restore every array onto one device as plain host arrays: the caller shards them.
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+            target = jax.tree_util.tree_map(
+                lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype,
+                                                  sharding=device),
+                tree.tree if hasattr(tree, "tree") else tree)
+            restored = checkpointer.restore(path, target)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable bertjax checkpoint ({error})") from error
     params = jax.tree_util.tree_map(np.asarray, restored)
     params = _plain_dict(params)
     check_params(config, params, path)
@@ -454,18 +426,32 @@ def _plain_dict(tree: Any) -> Any:
     return tree
 
 
+def labels_of(path: str) -> list[str] | None:
+    """The class names a task checkpoint carries (HF id2label, bertjax head.json), if any."""
+    if storage.isdir(path):
+        head_file = storage.join(path, _HEAD_FILE)
+        if storage.exists(head_file):
+            return json.loads(storage.read_text(head_file)).get("labels")
+        config_file = storage.join(path, "config.json")
+        if storage.exists(config_file):
+            id2label = json.loads(storage.read_text(config_file)).get("id2label")
+            if id2label:
+                return [id2label[key] for key in sorted(id2label, key=int)]
+    return None
+
+
 # ---------------------------------------------------------------------------- any format
 def detect_format(path: str) -> str:
     """"hf", "tf" or "bertjax" for a checkpoint path (see `load_any`)."""
-    if os.path.isdir(path):
-        if os.path.isdir(os.path.join(path, _PARAMS_DIR)):
+    if storage.isdir(path):
+        if storage.isdir(storage.join(path, _PARAMS_DIR)):
             return "bertjax"
-        if any(os.path.exists(os.path.join(path, name))
+        if any(storage.exists(storage.join(path, name))
                for name in ("model.safetensors", "pytorch_model.bin")):
             return "hf"
-        if os.path.exists(os.path.join(path, "bert_model.ckpt.index")):
+        if storage.exists(storage.join(path, "bert_model.ckpt.index")):
             return "tf"
-    elif os.path.exists(path + ".index"):
+    elif storage.exists(path + ".index"):
         return "tf"
     raise ValueError(f"{path}: not an HF folder (config.json + model.safetensors or "
                      "pytorch_model.bin), an original TF checkpoint (prefix with .index, or a "
@@ -485,23 +471,24 @@ def load_any(path: str, scan_layers: bool | None = None,
         return load_hf(path, scan_layers)
     if kind == "bertjax":
         return load_checkpoint(path, scan_layers)
-    prefix = os.path.join(path, "bert_model.ckpt") if os.path.isdir(path) else path
+    prefix = storage.join(path, "bert_model.ckpt") if storage.isdir(path) else path
     if bert_config_file is None:
-        bert_config_file = os.path.join(os.path.dirname(prefix), "bert_config.json")
+        bert_config_file = storage.join(storage.dirname(prefix), "bert_config.json")
     return load_tf_checkpoint(prefix, bert_config_file, scan_layers)
 
 
-def save_any(kind: str, config: BertConfig, params: Params, output: str) -> None:
+def save_any(kind: str, config: BertConfig, params: Params, output: str,
+             labels: Sequence[str] | None = None) -> None:
     """Writes `params` as "hf" (folder), "tf" (prefix, with bert_config.json beside it) or
     "bertjax" (folder)."""
     if kind == "hf":
-        save_hf(config, params, output)
+        save_hf(config, params, output, labels)
     elif kind == "bertjax":
-        save_checkpoint(config, params, output)
+        save_checkpoint(config, params, output, labels)
     elif kind == "tf":
         save_tf_checkpoint(config, params, output)
-        config.write_json(os.path.join(os.path.dirname(os.path.abspath(output)),
-                                       "bert_config.json"), "original")
+        write_config(config, storage.join(storage.dirname(storage.absolute(output)),
+                                          "bert_config.json"), "original")
     else:
         raise ValueError(f"unknown checkpoint format {kind!r}; expected hf, tf or bertjax")
 
@@ -515,10 +502,12 @@ def main(argv):
         raise app.UsageError(f"--input={FLAGS.input} is a {detect_format(FLAGS.input)} "
                              f"checkpoint, not --from={source}")
     config, params = load_any(FLAGS.input, FLAGS.scan_layers, FLAGS.bert_config_file)
-    save_any(target, config, params, FLAGS.output)
+    save_any(target, config, params, FLAGS.output, labels_of(FLAGS.input))
     num_params = sum(int(np.size(v)) for v in param_layout.flatten(params).values())
+    head = head_of(params)
     print(json.dumps({"from": source, "to": target, "input": FLAGS.input, "output": FLAGS.output,
-                      "with_heads": has_heads(params), "num_params": num_params}))
+                      "head": head.kind, "num_labels": head.num_labels,
+                      "with_heads": head.kind != "encoder", "num_params": num_params}))
 
 
 def _define_flags():

@@ -41,7 +41,13 @@ def partitioned(init: Callable, axes: tuple[str | None, ...]) -> Callable:
 
 
 def gelu_erf(x: jax.Array) -> jax.Array:
-    """0.5 x (1 + erf(x / sqrt(2))): google-research/bert's modeling.gelu, term for term.
+    """0.5 x (1 + erf(x / sqrt(2))): the exact GELU, bertjax's default (`hidden_act="gelu"`).
+
+    This is the form the released BERT checkpoints were trained with (google-research/bert's
+    first public release, and HF's "gelu"). google-research/bert master has computed
+    `modeling.gelu` with the tanh approximation since February 2019 (commit bee6030); that form
+    is `hidden_act="gelu_tanh"` (HF's "gelu_new"), for parity with master's code. The two differ
+    by up to about 5e-4 per activation.
 
     jax.nn.gelu(approximate=False) computes the same function through erfc, which XLA:CPU
     evaluates with an exp and branches; erf alone made the BERT-base step about 6% faster.
@@ -50,9 +56,9 @@ def gelu_erf(x: jax.Array) -> jax.Array:
 
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
-    if name == "gelu":  # the original's exact erf GELU
+    if name == "gelu":  # the exact erf GELU of the released checkpoints
         return gelu_erf
-    if name in ("gelu_new", "gelu_tanh"):
+    if name in ("gelu_new", "gelu_tanh"):  # google-research/bert master's tanh approximation
         return lambda x: nn.gelu(x, approximate=True)
     if name == "relu":
         return nn.relu

@@ -385,3 +385,57 @@ def create_optimizer(
             )
         parts.append(scale_by_layer_depth(layerwise_lr_decay, num_layers))
     return OptimizerAndSchedule(tx=optax.chain(*parts), schedule=learning_rate)
+
+
+# Every key of `config.optimizer` (one schema for pretraining, fine-tuning and sweeps).
+OPTIMIZER_CONFIG_KEYS = ("name", "schedule", "learning_rate", "warmup_steps", "warmup_proportion",
+                         "weight_decay_rate", "clip_norm", "b1", "b2", "eps",
+                         "layerwise_lr_decay")
+
+
+def warmup_steps_of(optimizer_config, num_train_steps: int) -> int:
+    """W from `warmup_steps` (a count) or `warmup_proportion` (a share of T); one of them is 0."""
+    steps = int(optimizer_config.get("warmup_steps", 0) or 0)
+    proportion = float(optimizer_config.get("warmup_proportion", 0.0) or 0.0)
+    if steps and proportion:
+        raise ValueError(f"config.optimizer sets warmup_steps={steps} and warmup_proportion="
+                         f"{proportion}; set one of them (the other to 0)")
+    if steps < 0 or not 0.0 <= proportion <= 1.0:
+        raise ValueError(f"config.optimizer: warmup_steps={steps} must be >= 0 and "
+                         f"warmup_proportion={proportion} in [0, 1]")
+    warmup = steps if steps else int(proportion * num_train_steps)
+    if warmup > num_train_steps:
+        raise ValueError(f"config.optimizer.warmup_steps={warmup} is longer than the run "
+                         f"({num_train_steps} steps)")
+    return warmup
+
+
+def from_config(optimizer_config, num_train_steps: int, num_layers: int,
+                **extra) -> OptimizerAndSchedule:
+    """The optimizer of a run from its `config.optimizer` (a mapping of OPTIMIZER_CONFIG_KEYS).
+
+    The one place a config becomes an optax transformation: pretraining, fine-tuning and the
+    stability sweeps all call it, so no run silently drops an argument. Unknown keys are an
+    error naming them. `layerwise_lr_decay` 0 (or None) means no LLRD. `extra` passes
+    create_optimizer arguments that are not config keys (e.g. mu_dtype).
+    """
+    values = dict(optimizer_config)
+    unknown = sorted(set(values) - set(OPTIMIZER_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"config.optimizer has unknown keys {unknown}; expected "
+                         f"{list(OPTIMIZER_CONFIG_KEYS)}")
+    if num_train_steps <= 0:
+        raise ValueError(f"the run has num_train_steps={num_train_steps}; it must be positive")
+    defaults = dict(name="bert_adam", schedule="bert", weight_decay_rate=0.01, clip_norm=1.0,
+                    b1=0.9, b2=0.999, eps=1e-6, layerwise_lr_decay=0.0)
+    values = {**defaults, **values}
+    if "learning_rate" not in values:
+        raise ValueError("config.optimizer.learning_rate is required")
+    return create_optimizer(
+        float(values["learning_rate"]), num_train_steps,
+        warmup_steps_of(values, num_train_steps), optimizer=values["name"],
+        schedule=values["schedule"], weight_decay_rate=float(values["weight_decay_rate"]),
+        clip_norm=None if values["clip_norm"] in (None, 0) else float(values["clip_norm"]),
+        layerwise_lr_decay=float(values["layerwise_lr_decay"] or 0.0) or None,
+        num_layers=num_layers, b1=float(values["b1"]), b2=float(values["b2"]),
+        eps=float(values["eps"]), **extra)

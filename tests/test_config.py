@@ -7,6 +7,7 @@ import json
 import pytest
 import transformers
 
+from bertjax import convert
 from bertjax.config import PAPER_PARAMS, PRESETS, BertConfig, preset
 
 # The bert_config.json released with uncased_L-12_H-768_A-12 (google-research/bert).
@@ -43,9 +44,9 @@ def test_presets(name, layers, hidden, heads):
 def test_original_bert_config_round_trip(tmp_path):
     path = tmp_path / "bert_config.json"
     path.write_text(json.dumps(ORIGINAL_BASE_UNCASED))
-    config = BertConfig.from_json_file(str(path))
+    config = convert.read_config(str(path))
     assert config == preset("base")
-    config.write_json(str(tmp_path / "written.json"), "original")
+    convert.write_config(config, str(tmp_path / "written.json"), "original")
     assert json.loads((tmp_path / "written.json").read_text()) == ORIGINAL_BASE_UNCASED
 
 
@@ -55,7 +56,7 @@ def test_hf_config_round_trip(tmp_path):
                         hidden_dropout_prob=0.05, attention_probs_dropout_prob=0.0,
                         max_position_embeddings=128, type_vocab_size=3,
                         initializer_range=0.01, layer_norm_eps=1e-7, pad_token_id=1)
-    config.write_json(str(tmp_path / "config.json"), "hf")
+    convert.write_config(config, str(tmp_path / "config.json"), "hf")
     hf = transformers.BertConfig.from_pretrained(str(tmp_path))
     for field, value in config.to_original_dict().items():
         assert getattr(hf, field) == value, field
@@ -64,14 +65,14 @@ def test_hf_config_round_trip(tmp_path):
     hf.dtype = "bfloat16"
     hf.save_pretrained(str(tmp_path / "saved"))
     assert "dtype" in json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert BertConfig.from_json_file(str(tmp_path / "saved" / "config.json")) == config
+    assert convert.read_config(str(tmp_path / "saved" / "config.json")) == config
 
 
 def test_bertjax_json_keeps_every_field(tmp_path):
     config = preset("tiny", dtype="bfloat16", remat=True, remat_policy="dots_saveable",
                     scan_layers=True)
-    config.write_json(str(tmp_path / "config.json"), "bertjax")
-    assert BertConfig.from_json_file(str(tmp_path / "config.json")) == config
+    convert.write_config(config, str(tmp_path / "config.json"), "bertjax")
+    assert convert.read_config(str(tmp_path / "config.json")) == config
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -90,9 +91,9 @@ def test_bad_files_and_names_raise(tmp_path):
     with pytest.raises(ValueError, match=r"partial\.json: missing BERT config fields "
                                          r"\['num_hidden_layers', 'num_attention_heads', "
                                          r"'vocab_size'\]"):
-        BertConfig.from_json_file(str(tmp_path / "partial.json"))
+        convert.read_config(str(tmp_path / "partial.json"))
     (tmp_path / "broken.json").write_text("{'hidden_size': 768")
     with pytest.raises(ValueError, match=r"broken\.json: not valid JSON"):
-        BertConfig.from_json_file(str(tmp_path / "broken.json"))
+        convert.read_config(str(tmp_path / "broken.json"))
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         preset("huge")

@@ -309,7 +309,7 @@ def test_native_checkpoint_round_trip_and_load_any(hf_dir, tmp_path, batch, refe
     jax.tree_util.tree_map(np.testing.assert_array_equal, unrolled, params)
 
     convert.save_tf_checkpoint(config, params, str(tmp_path / "tf" / "bert_model.ckpt"))
-    config.write_json(str(tmp_path / "tf" / "bert_config.json"), "original")
+    convert.write_config(config, str(tmp_path / "tf" / "bert_config.json"), "original")
     for path, kind in ((hf_dir, "hf"), (str(tmp_path / "scanned"), "bertjax"),
                        (str(tmp_path / "tf"), "tf"), (str(tmp_path / "tf" / "bert_model.ckpt"), "tf")):
         assert convert.detect_format(path) == kind
@@ -323,10 +323,10 @@ def test_native_checkpoint_errors(hf_dir, tmp_path):
     config, params = convert.load_hf(hf_dir)
     convert.save_checkpoint(config, params, str(tmp_path))
     # A config that disagrees with the stored arrays: every layer-2 tensor is missing.
-    config.replace(num_hidden_layers=3).write_json(str(tmp_path / "config.json"), "bertjax")
+    convert.write_config(config.replace(num_hidden_layers=3), str(tmp_path / "config.json"), "bertjax")
     with pytest.raises(ValueError, match=r"missing tensor bert/encoder/layer_2/.*expected shape"):
         convert.load_checkpoint(str(tmp_path))
-    config.replace(intermediate_size=96).write_json(str(tmp_path / "config.json"), "bertjax")
+    convert.write_config(config.replace(intermediate_size=96), str(tmp_path / "config.json"), "bertjax")
     with pytest.raises(ValueError, match=r"tensor bert/encoder/layer_0/intermediate/dense/kernel: "
                                          r"expected shape \(64, 96\), found \(64, 128\)"):
         convert.load_checkpoint(str(tmp_path))
