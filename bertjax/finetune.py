@@ -1,176 +1,197 @@
-"""Fine-tuning runner: GLUE, SQuAD v1.1/v2.0 and CoNLL NER through one training loop.
+"""Fine-tuning as a Program of the one training loop: GLUE, SQuAD v1.1/v2.0, CoNLL NER and the
+offline docstring-topic task.
 
     python -m bertjax.main --config=experiments/finetune/glue.py:task=rte --workdir=W \
-        --config.init_checkpoint=PATH     # HF folder, original TF checkpoint or bertjax dir
+        --config.init_checkpoint=PATH     # HF folder, original TF checkpoint or bertjax export
 
 The encoder comes from `init_checkpoint` (its architecture; dropout, dtype, remat and scan come
-from config.model) and the task head is freshly initialised. Training uses the generic sharded
-train step (bertjax.train_step) with the task's forward and loss (bertjax.tasks). After training
-each eval split is predicted, scored with the official metric (bertjax.metrics) and written to
-WORKDIR: predictions_<split>.json, metrics.json, metrics.jsonl and TensorBoard.
+from config.model) through the one loader (bertjax.pretrained), and the task head is freshly
+initialised unless the checkpoint already has this head (a fine-tuned model to evaluate or train
+on: with num_train_steps = num_train_epochs = 0 the run only evaluates). Training is the loop's
+(bertjax.trainer): checkpoints, exact resume (the data order is a pure function of the seed and
+the step; dropout of the step), SIGTERM, nan_policy, metrics and progress, like pretraining.
+At the end every eval split is predicted, scored with the official metric (bertjax.metrics) and
+written to WORKDIR: predictions_<split>.json, metrics.json; and the model with its head, its
+config, its class names and its vocab is exported to WORKDIR/export, which
+`python -m bertjax.convert --from=bertjax --to=hf` turns into a transformers model.
+
+Every process feeds its own rows of each global batch and gathers the predictions of all.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from typing import Any, Iterator
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from bertjax import (finetune_data, metric_logging, modeling, optimizers, reinit, sharding,
-                     tasks, train_step)
+from bertjax import (finetune_data, modeling, optimizers, pretrained, reinit, sharding, tasks,
+                     train_step, trainer)
 from bertjax.config import BertConfig
-from data_pipelines.tokenization import FullTokenizer, bundled_uncased_vocab_file
-from bertjax.train import bert_config_from, merge_pretrained
+from bertjax.train import bert_config_from, export_params
+from data_pipelines import finetune_input, storage, tokenization
 
 # Fields of config.model that may override a checkpoint's config (everything but architecture).
 _RUNTIME_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dtype", "param_dtype",
                    "remat", "remat_policy", "scan_layers")
 
-
-def load_encoder(config: ml_collections.ConfigDict) -> tuple[BertConfig, dict | None, str]:
-    """(BertConfig, pretrained BertModel params or None, vocab file) for a fine-tuning run."""
-    overrides = {k: v for k, v in dict(config.model).items() if k in _RUNTIME_FIELDS}
-    vocab_file = config.get("vocab_file") or ""
-    if not config.get("init_checkpoint"):
-        logging.warning("no init_checkpoint: fine-tuning a randomly initialised encoder")
-        return bert_config_from(config.model), None, vocab_file or str(
-            bundled_uncased_vocab_file())
-    from bertjax import convert
-
-    bert_config, params = convert.load_any(config.init_checkpoint,
-                                           scan_layers=overrides.get("scan_layers"))
-    bert_config = bert_config.replace(**overrides)
-    if not vocab_file:
-        beside = os.path.join(config.init_checkpoint, "vocab.txt")
-        vocab_file = beside if os.path.exists(beside) else str(bundled_uncased_vocab_file())
-    return bert_config, convert.encoder_params(params), vocab_file
-
-
-def _load_pretrained(params: dict, pretrained: dict | None, source: str) -> dict:
-    """Copies the pretrained encoder into params["bert"]; pieces the task model lacks (the
-    pooler of span/token models) are left out."""
-    if pretrained is None:
-        return params
-    wanted = {k: v for k, v in pretrained.items() if k in params["bert"]}
-    dropped = sorted(set(pretrained) - set(wanted))
-    if dropped:
-        logging.info("not used by this task model: %s", dropped)
-    return merge_pretrained(params, {"bert": wanted}, source)
-
-
 # Host-side bookkeeping columns of the feature dicts; never sent to the devices.
 _HOST_ONLY = ("unique_ids", "example_index", "word_start_positions", "is_impossible")
 
 
-def device_batch(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-    return sharding.global_batch({k: v for k, v in batch.items() if k not in _HOST_ONLY}, mesh)
+def load_encoder(config: ml_collections.ConfigDict
+                 ) -> tuple[BertConfig, pretrained.Pretrained | None, str]:
+    """(BertConfig, the loaded checkpoint or None, vocab file) of a fine-tuning run."""
+    overrides = {k: v for k, v in dict(config.model).items() if k in _RUNTIME_FIELDS}
+    if not config.init_checkpoint:
+        logging.warning("no init_checkpoint: fine-tuning a randomly initialised encoder")
+        return (bert_config_from(config.model), None,
+                config.data.vocab_file or str(tokenization.bundled_uncased_vocab_file()))
+    source = pretrained.load(config.init_checkpoint, scan_layers=overrides.get("scan_layers"))
+    bert_config = source.config.replace(**overrides)
+    vocab_file = (config.data.vocab_file or source.vocab_file
+                  or str(tokenization.bundled_uncased_vocab_file()))
+    return bert_config, source, vocab_file
 
 
-def _batches_per_epoch(features: dict, batch_size: int) -> int:
-    return len(next(iter(features.values()))) // batch_size
+def device_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v for k, v in features.items() if k not in _HOST_ONLY}
+
+
+def num_train_steps_of(config, num_examples: int) -> int:
+    """T from config.num_train_steps, else num_train_epochs x floor(N / B); 0 evaluates only."""
+    steps_per_epoch = num_examples // config.batch_size
+    if config.num_train_steps:
+        return int(config.num_train_steps)
+    if not config.num_train_epochs:
+        return 0
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {num_examples} examples, fewer than one batch "
+                         f"(config.batch_size={config.batch_size}): lower the batch size")
+    return int(config.num_train_epochs * steps_per_epoch)
 
 
 def predict_all(task: tasks.Task, params, features: dict[str, np.ndarray], batch_size: int,
                 mesh) -> dict[str, np.ndarray]:
-    """Runs `task.predict` over every example once (padded last batch dropped again)."""
-    from data_pipelines import finetune_input
-
+    """Runs `task.predict` over every example once (the padding of the last batch dropped);
+    the result is whole on every process."""
     predict = jax.jit(lambda p, b: task.predict(task.forward(task.model, p, b, None, True)))
-    outputs: list[Any] = []
-    weights = []
-    for batch in finetune_input.eval_batches(features, batch_size):
+    rows = sharding.process_rows(mesh, batch_size)
+    outputs, weights = [], []
+    for batch in finetune_input.eval_batches(device_features(features), batch_size):
+        local = {k: v[rows] for k, v in batch.items()}
         with jax.set_mesh(mesh), sharding.axis_rules():
-            out = predict(params, device_batch(batch, mesh))
-        outputs.append(jax.device_get(out))
+            out = predict(params, sharding.global_batch(local, mesh))
+        outputs.append(sharding.to_host(out))
         weights.append(batch[finetune_input.EXAMPLE_WEIGHT_KEY])
     real = np.concatenate(weights) > 0
-    stacked = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[real], *outputs)
-    return stacked
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[real], *outputs)
+
+
+def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
+    """The fine-tuning run of `config` as a trainer.Program."""
+    bert_config, source, vocab_file = load_encoder(config)
+    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.data.do_lower_case)
+    data = finetune_data.prepare(config, bert_config, tokenizer)
+    task = data.task
+    mesh = sharding.create_mesh(dict(config.mesh))
+    sharding.per_host_batch_size(config.batch_size, mesh)  # checks the batch divides evenly
+    rows = sharding.process_rows(mesh, config.batch_size)
+    train_features = device_features(data.train_features)
+    num_steps = num_train_steps_of(config, finetune_input.num_examples(train_features))
+    opt = optimizers.from_config(config.optimizer, max(num_steps, 1),
+                                 bert_config.num_hidden_layers)
+    init_args = modeling.dummy_inputs(1, config.data.max_seq_length)
+    abstract, shardings = train_step.abstract_train_state(task.model, opt.tx, mesh, config.seed,
+                                                          init_args)
+
+    def initial_params():
+        state, _ = train_step.init_train_state(task.model, opt.tx, mesh, config.seed, init_args)
+        params = state.params
+        if source is not None:
+            params = pretrained.merge_into(params, source)
+        if config.reinit_layers:
+            params = reinit.reinit_top_layers(sharding.to_host(params), config.reinit_layers,
+                                              jax.random.PRNGKey(config.seed + 1),
+                                              initializer_range=bert_config.initializer_range)
+        return state, jax.device_put(params, shardings.params)
+
+    def init_state():
+        state, params = initial_params()
+        opt_state = jax.jit(opt.tx.init, out_shardings=shardings.opt_state)(params)
+        return state.replace(params=params, opt_state=opt_state)
+
+    step = _train_step(config, task, opt, shardings, lambda: initial_params()[1]["bert"])
+
+    def batches(start_step: int):
+        for batch in finetune_input.train_batches(train_features, config.batch_size,
+                                                  seed=config.seed, num_epochs=None,
+                                                  num_steps=num_steps, start_step=start_step):
+            yield {k: v[rows] for k, v in batch.items()}
+
+    def evaluate(state, step_number: int) -> dict[str, dict[str, float]]:
+        del step_number
+        return {eval_set.name: eval_set.score(predict_all(
+            task, state.params, eval_set.features, config.eval_batch_size, mesh))[0]
+            for eval_set in data.eval_sets}
+
+    def finish(state) -> dict[str, Any]:
+        results = {}
+        for eval_set in data.eval_sets:
+            predictions = predict_all(task, state.params, eval_set.features,
+                                      config.eval_batch_size, mesh)
+            scores, to_write = eval_set.score(predictions)
+            results[eval_set.name] = scores
+            if jax.process_index() == 0:
+                storage.write_text(storage.join(workdir, f"predictions_{eval_set.name}.json"),
+                                   json.dumps(to_write, indent=1, default=_to_json))
+        if jax.process_index() == 0:
+            storage.write_text(storage.join(workdir, "metrics.json"),
+                               json.dumps(results, indent=2))
+        export_dir = None
+        if config.get("export", True):
+            export_dir = storage.join(storage.absolute(workdir), "export")
+            export_params(bert_config, state.params, export_dir, vocab_file=vocab_file,
+                          labels=data.labels)
+        return {"metrics": results, "export": export_dir}
+
+    return trainer.Program(
+        kind="finetune", mesh=mesh, num_train_steps=num_steps, init_state=init_state,
+        abstract_state=abstract, step=step, batches=batches,
+        to_device=lambda local: sharding.global_batch(local, mesh),
+        identity=trainer.identity_of(config),
+        tokens_per_step=config.batch_size * config.data.max_seq_length,
+        evaluate=evaluate if config.eval_every_steps else None, finish=finish)
+
+
+def _train_step(config, task: tasks.Task, opt, shardings, initial_encoder):
+    """The jitted step. With mixout the encoder's initial params (the pretrained weights, after
+    any re-initialisation: a pure function of the checkpoint and the seed, so a resumed run
+    rebuilds the same) ride along as a device argument: not a compiled-in constant, and not
+    part of the checkpointed state."""
+    make = lambda forward: train_step.make_train_step(  # noqa: E731
+        task.model, opt.tx, opt.schedule, grad_accum_steps=config.grad_accum_steps,
+        nan_policy=config.nan_policy, forward=forward, loss_sums=task.loss_sums)
+    rate = float(config.mixout_rate or 0.0)
+    if not rate:
+        return train_step.jit_train_step(make(task.forward), shardings)
+    if not config.init_checkpoint:
+        raise ValueError("config.mixout_rate needs an init_checkpoint to mix towards")
+    anchor = initial_encoder()
+    jitted = jax.jit(lambda state, batch, anchor: make(tasks.with_mixout(
+        task.forward, anchor, rate))(state, batch),
+        in_shardings=(shardings, None, shardings.params["bert"]),
+        out_shardings=(shardings, None), donate_argnums=0)
+    return lambda state, batch: jitted(state, batch, anchor)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, float]]:
     """Fine-tunes and evaluates; returns {eval split: metrics}."""
-    from data_pipelines import finetune_input
-
-    os.makedirs(workdir, exist_ok=True)
-    bert_config, pretrained, vocab_file = load_encoder(config)
-    tokenizer = FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
-    data = finetune_data.prepare(config, bert_config, tokenizer)
-    task = data.task
-
-    mesh = sharding.create_mesh(dict(config.mesh))
-    batch_size = config.batch_size
-    steps_per_epoch = _batches_per_epoch(data.train_features, batch_size)
-    num_train_steps = int(config.num_train_epochs * steps_per_epoch)
-    opt = optimizers.create_optimizer(
-        config.optimizer.learning_rate, num_train_steps,
-        int(config.optimizer.warmup_proportion * num_train_steps),
-        optimizer=config.optimizer.name, schedule=config.optimizer.schedule,
-        weight_decay_rate=config.optimizer.weight_decay_rate,
-        clip_norm=config.optimizer.clip_norm,
-        layerwise_lr_decay=config.optimizer.get("layerwise_lr_decay"),
-        num_layers=bert_config.num_hidden_layers, eps=config.optimizer.eps)
-
-    init_args = modeling.dummy_inputs(1, config.max_seq_length)
-    state, shardings = train_step.init_train_state(task.model, opt.tx, mesh, config.seed,
-                                                   init_args)
-    params = _load_pretrained(jax.device_get(state.params), pretrained,
-                              config.get("init_checkpoint") or "random init")
-    if config.get("reinit_layers"):
-        params = reinit.reinit_top_layers(params, config.reinit_layers,
-                                          jax.random.PRNGKey(config.seed + 1),
-                                          initializer_range=bert_config.initializer_range)
-    params = jax.device_put(params, shardings.params)
-    state = state.replace(params=params, opt_state=jax.jit(
-        opt.tx.init, out_shardings=shardings.opt_state)(params))
-
-    step_fn = jax.jit(train_step.make_train_step(task.model, opt.tx, opt.schedule,
-                                                 forward=task.forward, loss_sums=task.loss_sums),
-                      in_shardings=(shardings, None), out_shardings=(shardings, None),
-                      donate_argnums=0)
-    logger = metric_logging.MetricLogger(workdir, num_train_steps)
-    batches: Iterator = finetune_input.train_batches(data.train_features, batch_size,
-                                                     seed=config.seed,
-                                                     num_epochs=int(np.ceil(
-                                                         config.num_train_epochs)),
-                                                     num_steps=num_train_steps)
-    pending = None
-    for step, batch in enumerate(batches, start=1):
-        with jax.set_mesh(mesh), sharding.axis_rules():
-            state, step_metrics = step_fn(state, device_batch(batch, mesh))
-        pending = step_metrics if pending is None else jax.tree_util.tree_map(
-            jnp.add, pending, step_metrics)
-        logger.advance()
-        if step % config.log_every_steps == 0 or step == num_train_steps:
-            count = (step - 1) % config.log_every_steps + 1
-            logger.write(step, {k: float(v) / count for k, v in pending.items()})
-            pending = None
-    if int(state.nonfinite_step) >= 0:
-        raise FloatingPointError(f"non-finite loss or gradient at step {int(state.nonfinite_step)}")
-
-    results = {}
-    for eval_set in data.eval_sets:
-        predictions = predict_all(task, state.params, eval_set.features,
-                                  config.eval_batch_size, mesh)
-        scores, to_write = eval_set.score(predictions)
-        results[eval_set.name] = scores
-        logger.write(num_train_steps, scores, split=eval_set.name)
-        with open(os.path.join(workdir, f"predictions_{eval_set.name}.json"), "w") as f:
-            json.dump(to_write, f, indent=1, default=_to_json)
-    logger.close()
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    if config.get("save_checkpoint"):
-        from bertjax import convert
-        convert.save_checkpoint(bert_config, jax.device_get(state.params),
-                                os.path.join(workdir, "final_checkpoint"))
-    return results
+    outcome = trainer.train(build_program(config, workdir), config, workdir)
+    return outcome["results"].get("metrics", {})
 
 
 def _to_json(value):

@@ -34,9 +34,13 @@ class EvalSet:
 
 @dataclasses.dataclass
 class FinetuneData:
+    """A task's model kind, its training features, its eval splits and its class names (None for
+    regression and span extraction), which exports carry as the head's labels."""
+
     task: tasks.Task
     train_features: dict[str, np.ndarray]
     eval_sets: list[EvalSet]
+    labels: list[str] | None = None
 
 
 def glue_score(task_name: str, labels: np.ndarray) -> Callable:
@@ -77,7 +81,7 @@ def _glue(config, bert_config, tokenizer) -> FinetuneData:
 
     def features(split):
         return glue.convert_examples_to_features(examples(split), tokenizer,
-                                                 config.max_seq_length, task_info.label_list)
+                                                 config.data.max_seq_length, task_info.label_list)
 
     num_labels = 1 if task_info.is_regression else len(task_info.label_list)
     eval_sets = []
@@ -86,7 +90,7 @@ def _glue(config, bert_config, tokenizer) -> FinetuneData:
         eval_sets.append(EvalSet(split, split_features,
                                  glue_score(task_info.name, split_features["label_ids"])))
     return FinetuneData(tasks.classification(bert_config, num_labels), features("train"),
-                        eval_sets)
+                        eval_sets, None if task_info.is_regression else list(task_info.label_list))
 
 
 def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
@@ -94,10 +98,12 @@ def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
     real text, no download; scored by accuracy."""
     from data_pipelines import docstring_topics, glue
 
-    built = docstring_topics.build()
+    built = docstring_topics.build(
+        max_train_per_topic=config.data.max_train_per_topic,
+        max_dev_per_topic=config.data.max_dev_per_topic)
 
     def features(examples):
-        return glue.convert_examples_to_features(examples, tokenizer, config.max_seq_length,
+        return glue.convert_examples_to_features(examples, tokenizer, config.data.max_seq_length,
                                                  built.labels)
 
     dev = features(built.dev)
@@ -106,7 +112,8 @@ def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
         return {"accuracy": metrics.accuracy(predictions, dev["label_ids"])}, predictions
 
     return FinetuneData(tasks.classification(bert_config, len(built.labels)),
-                        features(built.train), [EvalSet("validation", dev, score)])
+                        features(built.train), [EvalSet("validation", dev, score)],
+                        list(built.labels))
 
 
 def _squad(config, bert_config, tokenizer) -> FinetuneData:
@@ -122,7 +129,7 @@ def _squad(config, bert_config, tokenizer) -> FinetuneData:
 
     def convert(examples, is_training):
         return squad.convert_examples_to_features(
-            examples, tokenizer, config.max_seq_length, data.doc_stride, data.max_query_length,
+            examples, tokenizer, config.data.max_seq_length, data.doc_stride, data.max_query_length,
             is_training=is_training)
 
     train_examples = squad.read_squad_examples(dataset("train", data.train_file), True, v2)
@@ -136,7 +143,7 @@ def _squad(config, bert_config, tokenizer) -> FinetuneData:
             eval_examples, eval_features, eval_arrays["unique_ids"],
             predictions["start_logits"], predictions["end_logits"],
             n_best_size=data.n_best_size, max_answer_length=data.max_answer_length,
-            do_lower_case=config.do_lower_case, version_2_with_negative=v2,
+            do_lower_case=config.data.do_lower_case, version_2_with_negative=v2,
             null_score_diff_threshold=data.null_score_diff_threshold)
         if v2:
             scores = metrics.squad_v2(eval_json, answers.predictions, answers.null_odds)
@@ -155,10 +162,10 @@ def _ner(config, bert_config, tokenizer) -> FinetuneData:
     train_sentences = ner.read_conll2003(data.train_file)
     eval_sentences = ner.read_conll2003(data.eval_file)
     label_list = ner.CONLL2003_LABELS
-    train = ner.convert_sentences_to_features(train_sentences, tokenizer, config.max_seq_length,
+    train = ner.convert_sentences_to_features(train_sentences, tokenizer, config.data.max_seq_length,
                                               label_list)
     evaluation = ner.convert_sentences_to_features(eval_sentences, tokenizer,
-                                                   config.max_seq_length, label_list)
+                                                   config.data.max_seq_length, label_list)
 
     def score(predicted_ids):
         tags = ner.predictions_to_word_tags(np.asarray(predicted_ids),
@@ -169,4 +176,4 @@ def _ner(config, bert_config, tokenizer) -> FinetuneData:
         return flat, tags
 
     return FinetuneData(tasks.token_classification(bert_config, len(label_list)), train,
-                        [EvalSet("validation", evaluation, score)])
+                        [EvalSet("validation", evaluation, score)], list(label_list))

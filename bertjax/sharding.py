@@ -178,3 +178,30 @@ def per_host_batch_size(global_batch_size: int, mesh: Mesh) -> int:
         raise ValueError(f"batch_size {global_batch_size} is not divisible by "
                          f"{jax.process_count()} processes")
     return global_batch_size // jax.process_count()
+
+
+def process_rows(mesh: Mesh, global_batch_size: int) -> slice:
+    """The rows of a global batch that this process feeds: those its devices hold.
+
+    They are contiguous (devices are laid out process by process); each process passes exactly
+    these rows to `global_batch`. Raises if the layout gives a process scattered rows.
+    """
+    indices = batch_sharding(mesh, 1).addressable_devices_indices_map((global_batch_size,))
+    rows = sorted({row for index in indices.values()
+                   for row in range(global_batch_size)[index[0]]})
+    if rows != list(range(rows[0], rows[-1] + 1)):
+        raise ValueError(f"process {jax.process_index()} holds scattered batch rows {rows} on "
+                         f"mesh {dict(mesh.shape)}; expected a contiguous block")
+    return slice(rows[0], rows[-1] + 1)
+
+
+def to_host(tree: Any) -> Any:
+    """Numpy copies of a tree of (possibly multi-host) arrays, whole on every process."""
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(jax.device_get(leaf))
+
+    return jax.tree_util.tree_map(one, tree)

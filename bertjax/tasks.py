@@ -20,6 +20,7 @@ import dataclasses
 from typing import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from bertjax import losses, modeling
@@ -99,3 +100,26 @@ def span(config: BertConfig) -> Task:
         return {"start_logits": outputs["start_logits"], "end_logits": outputs["end_logits"]}
 
     return Task("span", modeling.BertForQuestionAnswering(config), _forward, loss_sums, predict)
+
+
+def with_mixout(forward: Callable, anchor, rate: float) -> Callable:
+    """`forward` with mixout (Lee et al. 2020) on the encoder while training.
+
+    Each training forward pass draws, per encoder dense kernel element, whether it is replaced
+    by its `anchor` value (the pretrained weights) with probability `rate`
+    (bertjax.reinit.mixout); evaluation uses the params as they are. The head is not mixed: it
+    has no pretrained value to return to. The draw comes from the step's dropout key, split, so
+    runs stay a pure function of (seed, step).
+    """
+    from bertjax import reinit  # pylint: disable=import-outside-toplevel
+
+    if rate <= 0.0:
+        return forward
+
+    def mixed(model, params, batch, rng, deterministic):
+        if not deterministic:
+            mix_rng, rng = jax.random.split(rng)
+            params = dict(params, bert=reinit.mixout(params["bert"], anchor, rate, mix_rng))
+        return forward(model, params, batch, rng, deterministic)
+
+    return mixed

@@ -48,17 +48,9 @@ def dropout_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0x0D120)
 
 
-def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, seed: int,
-                     init_args: tuple, init_kwargs: dict | None = None):
-    """Builds the train state directly into its shardings.
-
-    `jax.eval_shape` gives the abstract, logically-annotated params without allocating them;
-    their shardings come from the logical rules, the optimizer state follows the params, and a
-    jit with those out_shardings materialises each shard on its own device.
-    Returns (state, state_shardings).
-    """
+def _state_builders(model: nn.Module, tx: optax.GradientTransformation, seed: int,
+                    init_args: tuple, init_kwargs: dict | None):
     init_kwargs = init_kwargs or {}
-    rng = jax.random.PRNGKey(seed)
 
     def init_params(rng):
         return model.init({"params": rng}, *init_args, **init_kwargs)["params"]
@@ -68,6 +60,19 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, s
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                           rng=dropout_key(seed), nonfinite_step=jnp.full((), -1, jnp.int32))
 
+    return init_params, init_fn
+
+
+def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, seed: int,
+                         init_args: tuple, init_kwargs: dict | None = None):
+    """(abstract TrainState, its shardings), nothing allocated.
+
+    The abstract state's leaves are ShapeDtypeStructs carrying their target shardings: the
+    restore target of a checkpoint, and the input of ahead-of-time compilation. Shardings come
+    from the params' logical axes (bertjax.sharding); the optimizer state follows the params.
+    """
+    init_params, init_fn = _state_builders(model, tx, seed, init_args, init_kwargs)
+    rng = jax.random.PRNGKey(seed)
     # Traced outside the mesh context on purpose: flax initialises DenseGeneral kernels flat and
     # reshapes them, and a logical constraint on the flat kernel would fail under an active mesh.
     # The out_shardings alone place every shard.
@@ -82,8 +87,32 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, s
                                          mesh),
         rng=replicated,
         nonfinite_step=replicated)
-    state = jax.jit(init_fn, out_shardings=state_shardings)(rng)
+    abstract = jax.tree_util.tree_map(
+        lambda leaf, placement: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=placement),
+        abstract, state_shardings)
+    return abstract, state_shardings
+
+
+def init_train_state(model: nn.Module, tx: optax.GradientTransformation, mesh, seed: int,
+                     init_args: tuple, init_kwargs: dict | None = None):
+    """Builds the train state directly into its shardings.
+
+    `jax.eval_shape` gives the abstract, logically-annotated params without allocating them;
+    their shardings come from the logical rules, the optimizer state follows the params, and a
+    jit with those out_shardings materialises each shard on its own device.
+    Returns (state, state_shardings).
+    """
+    _, init_fn = _state_builders(model, tx, seed, init_args, init_kwargs)
+    _, state_shardings = abstract_train_state(model, tx, mesh, seed, init_args, init_kwargs)
+    state = jax.jit(init_fn, out_shardings=state_shardings)(jax.random.PRNGKey(seed))
     return state, state_shardings
+
+
+def jit_train_step(step_fn: Callable, state_shardings, *, donate: bool = True):
+    """The train step as every run compiles it: the state keeps its shardings in and out (and
+    is donated, so XLA updates it in place); the batch comes in as given."""
+    return jax.jit(step_fn, in_shardings=(state_shardings, None),
+                   out_shardings=(state_shardings, None), donate_argnums=0 if donate else ())
 
 
 def _microbatches(batch: dict, num: int) -> dict:

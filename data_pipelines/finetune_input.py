@@ -38,7 +38,8 @@ def train_batches(features: Mapping[str, np.ndarray],
                   *,
                   seed: int,
                   num_epochs: int | None = 1,
-                  num_steps: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                  num_steps: int | None = None,
+                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Yields shuffled training batches {name: [B, ...]} of exactly `batch_size` rows.
 
     Args:
@@ -48,6 +49,8 @@ def train_batches(features: Mapping[str, np.ndarray],
       num_epochs: passes over the data (each with its own permutation, remainder dropped);
         None repeats forever (then bound it with num_steps).
       num_steps: if given, stop after this many batches (may end mid-epoch).
+      start_step: the first batch to yield: batches 0 .. start_step - 1 are skipped (their
+        permutations are still drawn, so batch k is the same whatever the start: exact resume).
     """
     total = num_examples(features)
     if batch_size <= 0:
@@ -66,8 +69,9 @@ def train_batches(features: Mapping[str, np.ndarray],
         for batch_index in range(batches_per_epoch):
             if num_steps is not None and steps_done >= num_steps:
                 return
-            rows = permutation[batch_index * batch_size:(batch_index + 1) * batch_size]
-            yield {name: array[rows] for name, array in features.items()}
+            if steps_done >= start_step:
+                rows = permutation[batch_index * batch_size:(batch_index + 1) * batch_size]
+                yield {name: array[rows] for name, array in features.items()}
             steps_done += 1
         epoch += 1
 

@@ -19,17 +19,16 @@ restored from it).
 """
 
 from experiments import pretrain_defaults
-from experiments.finetune.defaults import parse_arg
+from experiments import config_args
 
 PHASE1_STEPS = 900_000
 PHASE2_STEPS = 100_000
 
 
 def get_config(arg: str = "phase=1", preset: str = "base"):
-    args = parse_arg(arg)
+    phase = config_args.parse(arg, phase="1")["phase"]
     config = pretrain_defaults.get_config()
     config.model.preset = preset
-    phase = args.get("phase", "1")
     if phase == "1":
         config.num_train_steps = PHASE1_STEPS
     elif phase == "2":

@@ -8,10 +8,11 @@ quickstart use it; `:runlocal` shrinks it to a few steps.
     python -m bertjax.main --config=experiments/pretrain_tiny.py --workdir=/tmp/tiny
 """
 
-from experiments import pretrain_defaults
+from experiments import config_args, pretrain_defaults
 
 
 def get_config(arg: str = ""):
+    args = config_args.parse(arg, runlocal=False)
     config = pretrain_defaults.get_config()
     config.model.preset = "tiny"
     config.data.source = "default_corpus"
@@ -26,7 +27,7 @@ def get_config(arg: str = ""):
     config.eval_every_steps = 200
     config.num_eval_steps = 10
     config.checkpoint_every_steps = 200
-    if "runlocal" in arg:
+    if args["runlocal"]:
         config.num_train_steps = 6
         config.optimizer.warmup_steps = 2
         config.batch_size = 8

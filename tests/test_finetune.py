@@ -42,7 +42,7 @@ def test_glue_tiny_model_learns_a_separable_task(tmp_path):
     _write_separable_sst2(str(tmp_path / "glue"))
     config = glue.get_config(f"task=sst2,source=tsv,glue_dir={tmp_path / 'glue'}")
     _small(config)
-    config.max_seq_length = 32
+    config.data.max_seq_length = 32
     config.batch_size = 32
     config.num_train_epochs = 8
     config.optimizer.name = "adamw"

@@ -6,17 +6,21 @@
 The task needs no download, so it is what the quickstart fine-tunes its pretrained model on.
 """
 
+from experiments import config_args
 from experiments.finetune import defaults
 
 
 def get_config(arg: str = ""):
+    args = config_args.parse(arg, runlocal=False)
     config = defaults.get_config()
     config.task = "docstring_topics"
-    config.max_seq_length = 64
+    config.data.max_seq_length = 64
+    config.data.max_train_per_topic = 60
+    config.data.max_dev_per_topic = 40
     config.batch_size = 16
     config.eval_batch_size = 32
     config.num_train_epochs = 5.0
     config.log_every_steps = 10
-    if "runlocal" in defaults.parse_arg(arg):
+    if args["runlocal"]:
         config.num_train_epochs = 1.0
     return config
