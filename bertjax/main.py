@@ -20,6 +20,7 @@ flags.DEFINE_integer("process_id", None, "This process's index (explicit cluster
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
+FINETUNE_TASKS = ("glue", "squad", "ner", "docstring_topics")
 _CLUSTER_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
 
 
@@ -49,13 +50,16 @@ def main(argv):
                  jax.process_count(), jax.local_device_count(), jax.device_count())
 
     config = FLAGS.config
-    task = config.get("task", "pretrain")
-    if task == "pretrain":
+    if config.task == "pretrain":
         from bertjax import train
         train.train_and_evaluate(config, FLAGS.workdir)
-    else:
+    elif config.task in FINETUNE_TASKS:
         from bertjax import finetune
         finetune.run(config, FLAGS.workdir)
+    else:
+        raise app.UsageError(f"config.task={config.task!r}; expected 'pretrain' or one of "
+                             f"{FINETUNE_TASKS} (stability sweeps run with "
+                             "`python -m experiments.stability.sweep`)")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,15 @@ is pure and draws dropout from fold_in(state.rng, state.step), so the vmapped pr
 what K separate runs compute (`SeedTrainer.run(..., vectorised=False)` runs them one at a time,
 for comparison: equal to float round-off).
 
+The K-seed run is a Program of the one training loop (bertjax.trainer): checkpoints every
+`checkpoint_every_steps`, exact resume in the middle of a chunk of seeds, SIGTERM, progress bar,
+metrics.jsonl (every step: each seed's loss and per-layer gradient norms, from which the
+records are built), TensorBoard. A seed whose step goes non-finite is frozen and recorded
+(`nonfinite_step`); the others go on.
+
 Use: `SeedTrainer(task, tx, schedule, max_seq_length=S, mesh=seed_mesh(K)).run(pretrained_bert,
 train_features, dev_features, seed_components(range(K)), batch_size=B, num_epochs=E,
-score_fn=...)`; experiments/stability/sweep.py drives it from a config.
+score_fn=..., workdir=W)`; experiments/stability/sweep.py drives it from a config.
 
 A run's seed has three components, as Dodge et al. 2020 ("Fine-Tuning Pretrained Language
 Models: Weight Initializations, Data Orders, and Early Stopping") separate them:
@@ -29,19 +35,21 @@ Shape legend: K seeds in one program, B batch, S sequence length, C classes, T t
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import math
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bertjax import grad_norms, modeling, reinit, tasks, train_step
-from bertjax.optimizers import param_name
-from data_pipelines import finetune_input
+from bertjax import grad_norms, metric_logging, modeling, pretrained, reinit, tasks, train_step
+from bertjax import trainer as trainer_lib
+from data_pipelines import finetune_input, storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,27 +132,22 @@ def check_pretrained(task: tasks.Task, pretrained_bert: Any, max_seq_length: int
     """Raises ValueError naming the first tensor whose shape the model does not expect."""
     abstract = jax.eval_shape(lambda: nn.meta.unbox(task.model.init(
         {"params": jax.random.PRNGKey(0)}, *modeling.dummy_inputs(1, max_seq_length))["params"]))
-    expected = {param_name(path): leaf.shape
-                for path, leaf in jax.tree_util.tree_leaves_with_path(abstract["bert"])}
-    found = {param_name(path): np.shape(leaf)
-             for path, leaf in jax.tree_util.tree_leaves_with_path(pretrained_bert)}
-    for name in sorted(set(expected) | set(found)):
-        if expected.get(name) != found.get(name):
-            raise ValueError(f"pretrained tensor bert/{name}: shape {found.get(name)}, the model "
-                             f"expects {expected.get(name)}")
+    pretrained.merge_into(abstract, pretrained_bert, "pretrained encoder")
 
 
 # ----------------------------------------------------------------------------------- data
 def stacked_train_batches(features: Mapping[str, np.ndarray], batch_size: int,
-                          data_seeds: Sequence[int], num_epochs: int
+                          data_seeds: Sequence[int], num_epochs: int, start_step: int = 0
                           ) -> Iterator[dict[str, np.ndarray]]:
-    """Yields {name: [K, B, ...]}: batch t of each seed's own shuffled order, stacked.
+    """Yields {name: [K, B, ...]}: batch t of each seed's own shuffled order, stacked, from batch
+    `start_step` on.
 
     Seed k's rows are exactly `finetune_input.train_batches(features, B, seed=data_seeds[k],
     num_epochs=num_epochs)`, so a seed trains on the same batches vectorised or alone.
     """
     streams = [finetune_input.train_batches(features, batch_size, seed=int(seed),
-                                            num_epochs=num_epochs) for seed in data_seeds]
+                                            num_epochs=num_epochs, start_step=start_step)
+               for seed in data_seeds]
     for batches in zip(*streams):
         yield {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
 
@@ -166,7 +169,7 @@ def _training_features(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
 # ----------------------------------------------------------------------------------- runs
 @dataclasses.dataclass
 class SeedsResult:
-    """What `train_seeds` returns: the final stacked state and one record per seed."""
+    """What `SeedTrainer.run` returns: the final stacked state and one record per seed."""
 
     state: train_step.TrainState  # leaves [K, ...]
     records: list[dict]
@@ -182,61 +185,118 @@ def grad_norm_steps(total_steps: int, first_steps: int, every: int) -> list[int]
             or t == total_steps - 1]
 
 
+def loop_config(**overrides) -> ml_collections.ConfigDict:
+    """The trainer settings of a sweep chunk: metrics every step (the records need each step's
+    loss and gradient norms), a checkpoint every 100 steps, no export."""
+    values = dict(log_every_steps=1, eval_every_steps=0, checkpoint_every_steps=100,
+                  keep_checkpoints=1, async_checkpoints=True, nan_policy="stop",
+                  tensorboard=False, allow_resume_changes="")
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)
+
+
 class SeedTrainer:
     """Compiles once, then fine-tunes any number of K-seed chunks from a pretrained encoder.
 
     Args:
       task: a bertjax.tasks Task (e.g. `tasks.classification(config, C)`).
       tx, schedule: the optimizer (WITHOUT grad-norm recording: it is added here) and its
-        learning-rate schedule, e.g. from `optimizers.create_optimizer`.
+        learning-rate schedule, e.g. from `optimizers.from_config`.
       max_seq_length: S of the features.
       reinit_layers: re-initialise the pooler and this many top layers (0: none).
+      mixout_rate: mixout of the encoder towards the pretrained weights (0: none).
       mesh: a mesh from `seed_mesh`; the seed axis is split over "data". None: default device.
     """
 
     def __init__(self, task: tasks.Task, tx: optax.GradientTransformation, schedule: Callable,
                  *, max_seq_length: int, reinit_layers: int = 0,
-                 initializer_range: float = 0.02, mesh: Mesh | None = None):
-        self.task, self.schedule, self.mesh = task, schedule, mesh
+                 initializer_range: float = 0.02, mixout_rate: float = 0.0,
+                 mesh: Mesh | None = None):
+        self.task, self.schedule = task, schedule
+        self.mesh = mesh if mesh is not None else seed_mesh(1)
         self.max_seq_length = max_seq_length
+        self.mixout_rate = float(mixout_rate)
         tx = grad_norms.with_gradient_norms(tx)
-        step_fn = train_step.make_train_step(task.model, tx, schedule, forward=task.forward,
-                                             loss_sums=task.loss_sums)
         self._init_fn = make_init_fn(task, tx, max_seq_length, reinit_layers=reinit_layers,
                                      initializer_range=initializer_range)
 
-        def step_one(state, batch):
+        def step_one(state, batch, anchor):
+            forward = tasks.with_mixout(task.forward, anchor, self.mixout_rate)
+            step_fn = train_step.make_train_step(task.model, tx, schedule, forward=forward,
+                                                 loss_sums=task.loss_sums)
             new_state, metrics = step_fn(state, batch)
-            return new_state, {"loss": metrics["loss"],
+            return new_state, {**metrics,
                                "grad_norms": grad_norms.read_gradient_norms(new_state.opt_state)}
 
         def predict_one(params, batch):
             return task.predict(task.forward(task.model, params, batch, None, True))
 
-        self._init_one = jax.jit(self._init_fn)
-        self._init_many = None
-        self._step_one = jax.jit(step_one)
-        self._step_many = jax.jit(jax.vmap(step_one), donate_argnums=0)
+        self._init_many = {}  # per mesh
+        self._step_many = jax.jit(jax.vmap(step_one, in_axes=(0, 0, None)), donate_argnums=0)
         self._predict_many = jax.jit(jax.vmap(predict_one, in_axes=(0, None)))
+
+    def _mesh_for(self, num_seeds: int) -> Mesh:
+        """The trainer's mesh, or (for fewer seeds than it splits, e.g. one at a time) a mesh
+        over as many devices as divide them."""
+        if num_seeds % self.mesh.shape["data"] == 0:
+            return self.mesh
+        return seed_mesh(num_seeds, list(self.mesh.devices.flat))
 
     def init_states(self, pretrained_bert: Any, seeds: Sequence[SeedComponents]
                     ) -> train_step.TrainState:
         """The stacked initial state [K, ...] of the seeds, placed on the mesh."""
         keys = [jnp.stack(parts) for parts in zip(*(_init_keys(seed) for seed in seeds))]
-        if self._init_many is None:  # built once: its shardings need the state's structure
+        mesh = self._mesh_for(len(seeds))
+        if mesh not in self._init_many:  # built once per mesh: shardings need the structure
             init_many = jax.vmap(self._init_fn, in_axes=(0, 0, 0, None))
             abstract = jax.eval_shape(init_many, *keys, pretrained_bert)
-            self._init_many = jax.jit(init_many,
-                                      out_shardings=_seed_sharding(self.mesh, abstract))
-        return self._init_many(*keys, pretrained_bert)
+            self._init_many[mesh] = jax.jit(init_many,
+                                            out_shardings=_seed_sharding(mesh, abstract))
+        return self._init_many[mesh](*keys, pretrained_bert)
+
+    def program(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
+                seeds: Sequence[SeedComponents], *, batch_size: int, num_epochs: int,
+                identity: Mapping[str, Any] | None = None) -> trainer_lib.Program:
+        """The K seeds' training as a trainer.Program (see the module docstring)."""
+        check_pretrained(self.task, pretrained_bert, self.max_seq_length)
+        if np.shape(train_features["input_ids"])[1] != self.max_seq_length:
+            raise ValueError(f"train input_ids have S={np.shape(train_features['input_ids'])[1]}"
+                             f"; the trainer was built for max_seq_length={self.max_seq_length}")
+        features = _training_features(train_features)
+        keys = [jnp.stack(parts) for parts in zip(*(_init_keys(seed) for seed in seeds))]
+        abstract = jax.eval_shape(jax.vmap(self._init_fn, in_axes=(0, 0, 0, None)), *keys,
+                                  pretrained_bert)
+        mesh = self._mesh_for(len(seeds))
+        abstract = jax.tree.map(lambda leaf, placement: jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=placement), abstract,
+            _seed_sharding(mesh, abstract))
+        anchor = jax.device_put(pretrained_bert, NamedSharding(mesh, P()))
+        data_seeds = [seed.data_seed for seed in seeds]
+        batch_sharding = NamedSharding(mesh, P("data"))
+        seed_list = [dataclasses.asdict(seed) for seed in seeds]
+        return trainer_lib.Program(
+            kind="sweep", mesh=mesh,
+            num_train_steps=num_train_steps(features, batch_size, num_epochs),
+            init_state=lambda: self.init_states(pretrained_bert, seeds),
+            abstract_state=abstract,
+            step=lambda state, batch: self._step_many(state, batch, anchor),
+            batches=lambda start: stacked_train_batches(features, batch_size, data_seeds,
+                                                        num_epochs, start),
+            to_device=lambda batch: jax.device_put(batch, batch_sharding),
+            identity={**dict(identity or {}), "seeds": seed_list, "batch_size": batch_size,
+                      "num_epochs": num_epochs},
+            tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
+            stop_on_nonfinite=False)
 
     def run(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
             dev_features: Mapping[str, np.ndarray] | None, seeds: Sequence[SeedComponents], *,
             batch_size: int, num_epochs: int,
             score_fn: Callable[[np.ndarray, np.ndarray], dict], eval_batch_size: int = 64,
             vectorised: bool = True, grad_norm_first_steps: int = 50,
-            grad_norm_every: int = 10) -> SeedsResult:
-        """Fine-tunes the K `seeds` and scores each on the dev features.
+            grad_norm_every: int = 10, workdir: str | None = None,
+            config: ml_collections.ConfigDict | None = None,
+            identity: Mapping[str, Any] | None = None) -> SeedsResult:
+        """Fine-tunes the K `seeds` through the training loop and scores each on the dev set.
 
         Args:
           pretrained_bert: BertModel params {embeddings, encoder, pooler}.
@@ -246,29 +306,52 @@ class SeedTrainer:
           batch_size, num_epochs: B and epochs; every seed takes T = epochs x floor(N / B) steps.
           score_fn: (predictions [N], labels [N]) -> {metric: value} on the real dev examples.
           vectorised: True runs the K seeds in one vmapped program; False one after another
-            with the unvmapped step (same results; used to check the vectorisation).
+            (K programs of one seed; same results; used to check the vectorisation).
           grad_norm_first_steps, grad_norm_every: which steps' gradient norms are recorded.
+          workdir: where checkpoints and metrics.jsonl go; rerunning with the same workdir
+            resumes (default: a temporary folder, removed afterwards).
+          config: the loop's settings (default `loop_config()`).
+          identity: the values that define this sweep (checked on resume).
         """
         if not seeds:
             raise ValueError("SeedTrainer.run needs at least one seed")
-        if np.shape(train_features["input_ids"])[1] != self.max_seq_length:
-            raise ValueError(f"train input_ids have S={np.shape(train_features['input_ids'])[1]}"
-                             f"; the trainer was built for max_seq_length={self.max_seq_length}")
-        check_pretrained(self.task, pretrained_bert, self.max_seq_length)
-        total_steps = num_train_steps(train_features, batch_size, num_epochs)
-        kept_steps = grad_norm_steps(total_steps, grad_norm_first_steps, grad_norm_every)
-        train_features = _training_features(train_features)
+        config = config or loop_config()
+        if workdir is None:
+            with tempfile.TemporaryDirectory() as temporary:
+                return self.run(pretrained_bert, train_features, dev_features, seeds,
+                                batch_size=batch_size, num_epochs=num_epochs, score_fn=score_fn,
+                                eval_batch_size=eval_batch_size, vectorised=vectorised,
+                                grad_norm_first_steps=grad_norm_first_steps,
+                                grad_norm_every=grad_norm_every, workdir=temporary,
+                                config=config, identity=identity)
         if vectorised:
-            state, history = self._train_vectorised(pretrained_bert, train_features, seeds,
-                                                    batch_size, num_epochs)
+            groups = [list(seeds)]
         else:
-            state, history = self._train_sequentially(pretrained_bert, train_features, seeds,
-                                                      batch_size, num_epochs)
+            groups = [[seed] for seed in seeds]
+        states, histories = [], []
+        for index, group in enumerate(groups):
+            folder = workdir if vectorised else storage.join(workdir, f"seed_{index}")
+            program = self.program(pretrained_bert, train_features, group,
+                                   batch_size=batch_size, num_epochs=num_epochs,
+                                   identity=identity)
+            captured = {}
+            program.finish = lambda state, captured=captured: captured.update(state=state) or {}
+            trainer_lib.train(program, config, folder)
+            if "state" not in captured:  # preempted: the caller reruns to resume
+                raise InterruptedError(f"sweep chunk in {folder} was preempted; rerun to resume")
+            states.append(captured["state"])
+            histories.append(_history(folder, program.num_train_steps))
+        state = states[0] if vectorised else jax.tree.map(
+            lambda *leaves: jnp.concatenate(leaves), *states)
+        history = histories[0] if vectorised else {
+            key: np.concatenate([h[key] for h in histories], axis=1) for key in histories[0]}
+        total_steps = num_train_steps(_training_features(train_features), batch_size, num_epochs)
+        kept_steps = grad_norm_steps(total_steps, grad_norm_first_steps, grad_norm_every)
         if dev_features is not None:
             predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
         one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                 state.params)
-        groups = grad_norms.group_names(one_seed)  # bottom to top
+        groups_names = grad_norms.group_names(one_seed)  # bottom to top
         nonfinite = np.asarray(state.nonfinite_step)
         records = []
         for k, seed in enumerate(seeds):
@@ -277,54 +360,37 @@ class SeedTrainer:
                 "dev_metrics": {} if dev_features is None else {
                     name: float(value) for name, value in score_fn(predictions[k], labels).items()},
                 "train_loss": [float(x) for x in history["loss"][:, k]],
-                "grad_norms": {group: [float(history["grad_norms"][group][t, k])
-                                       for t in kept_steps] for group in groups},
+                "grad_norms": {group: [float(history[f"grad_norms/{group}"][t, k])
+                                       for t in kept_steps] for group in groups_names},
                 "nonfinite_step": int(nonfinite[k]),
             })
         learning_rate = [float(x) for x in np.asarray(self.schedule(jnp.arange(total_steps)))]
         return SeedsResult(state, records, learning_rate, kept_steps)
-
-    def _train_vectorised(self, pretrained_bert, features, seeds, batch_size, num_epochs):
-        state = self.init_states(pretrained_bert, seeds)
-        history = []
-        data_seeds = [seed.data_seed for seed in seeds]
-        for batch in stacked_train_batches(features, batch_size, data_seeds, num_epochs):
-            if self.mesh is not None:
-                batch = jax.device_put(batch, NamedSharding(self.mesh, P("data")))
-            state, metrics = self._step_many(state, batch)
-            history.append(metrics)
-        return state, _collect(history)
-
-    def _train_sequentially(self, pretrained_bert, features, seeds, batch_size, num_epochs):
-        """The same runs one at a time with the unvmapped step; results stacked as [K, ...]."""
-        states, histories = [], []
-        for seed in seeds:
-            state = self._init_one(*_init_keys(seed), pretrained_bert)
-            history = []
-            for batch in finetune_input.train_batches(features, batch_size, seed=seed.data_seed,
-                                                      num_epochs=num_epochs):
-                state, metrics = self._step_one(state, batch)
-                history.append(metrics)
-            states.append(state)
-            histories.append(_collect(history))
-        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-        return stacked, jax.tree.map(lambda *runs: np.stack(runs, axis=1), *histories)
 
     def predict(self, stacked_params: Any, dev_features: Mapping[str, np.ndarray],
                 batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """(predictions [K, N], labels [N]) of K stacked param sets on every dev example once."""
         labels = np.asarray(dev_features["label_ids"])
         dev = _training_features(dev_features)
+        # The batch goes, whole, to every device that holds some of the params.
+        devices = sorted(jax.tree.leaves(stacked_params)[0].sharding.device_set,
+                         key=lambda device: device.id)
+        replicated = NamedSharding(Mesh(np.asarray(devices), ("data",)), P())
         chunks = []
         for batch in finetune_input.eval_batches(dev, batch_size):
             weight = batch.pop(finetune_input.EXAMPLE_WEIGHT_KEY)
-            if self.mesh is not None:
-                batch = jax.device_put(batch, NamedSharding(self.mesh, P()))
+            batch = jax.device_put(batch, replicated)
             chunks.append(np.asarray(self._predict_many(stacked_params, batch))[:, weight > 0])
         return np.concatenate(chunks, axis=1), labels
 
 
-def _collect(history: list[dict]) -> dict:
-    """Per-step device metrics -> numpy arrays [T, ...] (one transfer at the end)."""
-    history = jax.device_get(history)
-    return jax.tree.map(lambda *steps: np.stack(steps), *history)
+def _history(workdir: str, total_steps: int) -> dict[str, np.ndarray]:
+    """Per-step metrics [T, K] of a chunk, from its metrics.jsonl (one train record a step)."""
+    records = [r for r in metric_logging.read_jsonl(storage.join(workdir, "metrics.jsonl"))
+               if r["split"] == "train"]
+    steps = [r["step"] for r in records]
+    if steps != list(range(1, total_steps + 1)):
+        raise ValueError(f"{workdir}/metrics.jsonl has train records for steps {steps[:3]}..."
+                         f"{steps[-3:]}; expected every step 1..{total_steps}")
+    keys = [k for k in records[0] if k == "loss" or k.startswith("grad_norms/")]
+    return {key: np.asarray([np.atleast_1d(r[key]) for r in records]) for key in keys}

@@ -17,7 +17,8 @@ same way for all of them:
     start-up can always be stopped;
   * `nan_policy`: "stop" raises naming the first non-finite step (numbered from 1, as metrics and
     checkpoints are) before anything after it is saved; "skip" drops such steps, warns at each
-    log with the count, and stops if every step of a log interval was skipped;
+    log with the count, and raises after MAX_CONSECUTIVE_SKIPS skipped steps in a row, or when
+    the run ends on skipped steps (nothing is exported from a run that stopped learning);
   * metrics.jsonl, TensorBoard (`config.tensorboard`), a progress bar, steps/s, tokens/s and
     MFU (bertjax.metric_logging, bertjax.flops).
 
@@ -49,6 +50,9 @@ RUNTIME_KEYS = ("log_every_steps", "eval_every_steps", "num_eval_steps",
                 "allow_resume_changes", "eval_batch_size", "init_checkpoint", "export",
                 "mesh.data", "mesh.fsdp", "mesh.tensor", "data.cache_dir", "model.remat",
                 "model.remat_policy")
+# nan_policy="skip" gives up after this many non-finite steps in a row (counted at log
+# boundaries: a log interval counts only when every one of its steps was skipped).
+MAX_CONSECUTIVE_SKIPS = 100
 
 
 @dataclasses.dataclass
@@ -203,7 +207,8 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
     peak = flops.peak_flops_per_device() * jax.device_count()
     watcher = PreemptionWatcher()
     outcome: dict[str, Any] = {"train": {}, "eval": {}, "results": {}, "preempted": False}
-    pending, interval_start, interval_steps, skipped_total = None, time.perf_counter(), 0, 0
+    pending, interval_start, interval_steps = None, time.perf_counter(), 0
+    skipped_total, trailing_skipped = 0, 0
     try:
         batches = program.batches(start_step)
         for step in range(start_step, total):
@@ -232,16 +237,17 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
                     logged["mfu"] = steps_per_sec * program.flops_per_step / peak
                 logger.write(done, logged)
                 outcome["train"] = logged
+                trailing_skipped = trailing_skipped + skipped if skipped == interval_steps else 0
                 if skipped:
                     logging.warning("nan_policy=skip: %d of the last %d steps were non-finite "
                                     "and skipped (%d in all)", skipped, interval_steps,
                                     skipped_total)
-                    if skipped == interval_steps:
-                        checkpointer.wait_until_finished()
-                        raise FloatingPointError(
-                            f"every step from {done - interval_steps + 1} to {done} was "
-                            f"non-finite and skipped: the run cannot recover; stopped. The "
-                            f"last checkpoint is step {checkpointer.latest_step()}.")
+                if trailing_skipped >= MAX_CONSECUTIVE_SKIPS:
+                    checkpointer.wait_until_finished()
+                    raise FloatingPointError(
+                        f"steps {done - trailing_skipped + 1} to {done} were all non-finite and "
+                        f"skipped: the run is not learning; stopped. The last checkpoint is "
+                        f"step {checkpointer.latest_step()}.")
                 pending, interval_start, interval_steps = None, time.perf_counter(), 0
             if program.evaluate and config.get("eval_every_steps") and (
                     done % config.eval_every_steps == 0 or done == total):
@@ -262,6 +268,12 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
         if skipped_total:
             logging.warning("nan_policy=skip: %d of %d steps were non-finite and skipped",
                             skipped_total, total)
+        if trailing_skipped:
+            raise FloatingPointError(
+                f"the run ended on {trailing_skipped} non-finite steps in a row (steps "
+                f"{total - trailing_skipped + 1} to {total}, skipped; {skipped_total} of {total} "
+                f"in all): its params stopped changing, so nothing is exported. Lower the "
+                f"learning rate or look at the data of those steps.")
         if program.finish is not None:
             outcome["results"] = program.finish(state)
             for split, values in outcome["results"].get("metrics", {}).items():

@@ -58,7 +58,7 @@ def finetune_config(init_checkpoint: str, max_seq_length: int, seed: int,
     from experiments.finetune import docstring_topics
     config = docstring_topics.get_config()
     config.init_checkpoint = init_checkpoint
-    config.max_seq_length = max_seq_length
+    config.data.max_seq_length = max_seq_length
     config.seed = seed
     config.update(config_overrides or {})
     return config
@@ -71,12 +71,12 @@ def _encoder(config):
 
     from bertjax import finetune, modeling
 
-    bert_config, params, vocab_file = finetune.load_encoder(config)
-    if params is None:
-        variables = jax.jit(modeling.BertModel(bert_config).init)(
-            jax.random.PRNGKey(config.seed), *modeling.dummy_inputs(1, config.max_seq_length))
-        params = jax.device_get(nn.meta.unbox(variables["params"]))
-    return bert_config, params, vocab_file
+    bert_config, source, vocab_file = finetune.load_encoder(config)
+    if source is not None:
+        return bert_config, source.encoder(), vocab_file
+    variables = jax.jit(modeling.BertModel(bert_config).init)(
+        jax.random.PRNGKey(config.seed), *modeling.dummy_inputs(1, config.data.max_seq_length))
+    return bert_config, jax.device_get(nn.meta.unbox(variables["params"])), vocab_file
 
 
 def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, seed: int = 0,
@@ -125,7 +125,7 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
     config = finetune_config(init_checkpoint, max_seq_length, seed, config_overrides)
     bert_config, params, vocab_file = _encoder(config)
     data = finetune_data.prepare(config, bert_config,
-                                 FullTokenizer(vocab_file, do_lower_case=config.do_lower_case))
+                                 FullTokenizer(vocab_file, do_lower_case=config.data.do_lower_case))
     train, dev = data.train_features, data.eval_sets[0].features
     num_classes = int(data.task.model.num_labels)
     encoder_seconds = {}

@@ -2,11 +2,13 @@
 
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
 
-from bertjax import finetune
+from bertjax import finetune, metric_logging, metrics
+from data_pipelines import ner as ner_data
 from experiments.finetune import glue, ner, squad
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -62,12 +64,17 @@ def test_squad_runs_and_scores_officially(tmp_path):
     config.data.train_file = os.path.join(FIXTURES, "squad", "tiny-v2.0.json")
     config.data.eval_file = config.data.train_file
     results = finetune.run(config, str(tmp_path))["validation"]
-    assert {"exact", "f1", "HasAns_exact", "NoAns_exact", "total"} <= set(results)
     predictions = json.load(open(tmp_path / "predictions_validation.json"))
     dataset = json.load(open(config.data.eval_file))["data"]
-    question_ids = {qa["id"] for article in dataset for p in article["paragraphs"]
-                    for qa in p["qas"]}
-    assert set(predictions) == question_ids
+    questions = [qa for article in dataset for p in article["paragraphs"] for qa in p["qas"]]
+    assert set(predictions) == {qa["id"] for qa in questions}
+    # The reported scores are the official v2.0 scoring of the written predictions, and the
+    # counts are the fixture's (answerable / unanswerable questions).
+    official = metrics.squad_v2(dataset, predictions)
+    for key in ("exact", "f1", "total", "HasAns_total", "NoAns_total"):
+        assert results[key] == pytest.approx(official[key]), key
+    assert results["total"] == len(questions)
+    assert results["NoAns_total"] == sum(bool(qa.get("is_impossible")) for qa in questions)
 
 
 def test_ner_runs_and_reports_entity_f1(tmp_path):
@@ -76,8 +83,14 @@ def test_ner_runs_and_reports_entity_f1(tmp_path):
     config.data.train_file = os.path.join(FIXTURES, "conll2003", "tiny.txt")
     config.data.eval_file = config.data.train_file
     results = finetune.run(config, str(tmp_path))["validation"]
-    assert {"precision", "recall", "f1"} <= set(results)
-    assert 0.0 <= results["f1"] <= 1.0
+    # The reported entity F1 is the CoNLL scoring of the written word-level tags against the
+    # gold tags of the eval file.
+    predicted = json.load(open(tmp_path / "predictions_validation.json"))
+    gold = [sentence.tags for sentence in ner_data.read_conll2003(config.data.eval_file)]
+    assert [len(tags) for tags in predicted] == [len(tags) for tags in gold]
+    expected = metrics.entity_f1(gold, predicted)
+    for key in ("precision", "recall", "f1"):
+        assert results[key] == pytest.approx(expected[key]), key
 
 
 def test_unknown_task_is_an_error(tmp_path):
@@ -86,3 +99,69 @@ def test_unknown_task_is_an_error(tmp_path):
     _small(config)
     with pytest.raises(ValueError, match="summarisation"):
         finetune.run(config, str(tmp_path))
+
+
+def _losses(workdir):
+    return {r["step"]: r["loss"] for r in metric_logging.read_jsonl(
+        os.path.join(workdir, "metrics.jsonl")) if r["split"] == "train"}
+
+
+def _resumable_glue(glue_dir):
+    config = glue.get_config(f"task=sst2,source=tsv,glue_dir={glue_dir}")
+    _small(config)
+    config.model.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)  # dropout on
+    config.data.max_seq_length = 16
+    config.batch_size = 16
+    config.num_train_epochs = 2
+    config.log_every_steps = 1
+    config.checkpoint_every_steps = 1000
+    config.async_checkpoints = False
+    return config
+
+
+def test_finetuning_sigterm_and_resume_is_bitwise_identical(tmp_path, monkeypatch):
+    _write_separable_sst2(str(tmp_path / "glue"), num_train=96, num_dev=16)
+    straight = str(tmp_path / "straight")
+    results = finetune.run(_resumable_glue(tmp_path / "glue"), straight)
+    assert sorted(_losses(straight)) == list(range(1, 13))
+
+    resumed = str(tmp_path / "resumed")
+    original_advance = metric_logging.MetricLogger.advance
+    calls = {"n": 0}
+
+    def advance_then_sigterm(self, steps=1):
+        original_advance(self, steps)
+        calls["n"] += 1
+        if calls["n"] == 5:  # a real SIGTERM, mid-epoch, after step 5
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(metric_logging.MetricLogger, "advance", advance_then_sigterm)
+    assert finetune.run(_resumable_glue(tmp_path / "glue"), resumed) == {}  # preempted
+    assert sorted(_losses(resumed)) == [1, 2, 3, 4, 5]
+    assert os.listdir(os.path.join(resumed, "checkpoints")) == ["5"]
+    assert not os.path.exists(os.path.join(resumed, "export"))
+    monkeypatch.setattr(metric_logging.MetricLogger, "advance", original_advance)
+    resumed_results = finetune.run(_resumable_glue(tmp_path / "glue"), resumed)  # same command
+    assert _losses(resumed) == _losses(straight)  # bitwise: floats compared exactly
+    assert resumed_results == results
+    with open(os.path.join(resumed, "predictions_validation.json")) as f, \
+            open(os.path.join(straight, "predictions_validation.json")) as g:
+        assert json.load(f) == json.load(g)
+
+
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path):
+    _write_separable_sst2(str(tmp_path / "glue"), num_train=32, num_dev=8)
+    config = _resumable_glue(tmp_path / "glue")
+    config.num_train_epochs = 1
+    finetune.run(config, str(tmp_path / "run"))
+    changed = _resumable_glue(tmp_path / "glue")
+    changed.num_train_epochs = 1
+    changed.batch_size = 8
+    changed.optimizer.learning_rate = 5e-5
+    with pytest.raises(ValueError, match=r"different experiment(.|\n)*batch_size: checkpoint 16, "
+                                         r"this run 8(.|\n)*optimizer.learning_rate: checkpoint "
+                                         r"2e-05, this run 5e-05(.|\n)*allow_resume_changes="
+                                         r"batch_size,optimizer.learning_rate"):
+        finetune.run(changed, str(tmp_path / "run"))
+    changed.allow_resume_changes = "batch_size,optimizer.learning_rate"
+    finetune.run(changed, str(tmp_path / "run"))  # accepted on purpose: the run is complete

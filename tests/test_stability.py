@@ -49,25 +49,25 @@ def checkpoint(tmp_path_factory):
 
 def _tiny_config(checkpoint_path):
     config = arms.base_config()
-    config.task.name = "docstring_topics"
-    config.task.max_seq_length = S
-    config.task.max_train_per_topic = 4
-    config.task.max_dev_per_topic = 4
+    config.task = "docstring_topics"
+    config.data.max_seq_length = S
+    config.data.max_train_per_topic = 4
+    config.data.max_dev_per_topic = 4
     config.init_checkpoint = checkpoint_path
     config.batch_size = 8
     config.eval_batch_size = 32
-    config.seeds = 2
-    config.seeds_per_program = 2
-    config.grad_norm_first_steps = 4
-    config.grad_norm_every = 3
-    config.arm_settings.reinit_layers = 1
+    config.sweep.seeds = 2
+    config.sweep.seeds_per_program = 2
+    config.sweep.grad_norm_first_steps = 4
+    config.sweep.grad_norm_every = 3
+    config.sweep.reinit_layers = 1
     return config
 
 
 def _first_step_update(config, bert_config, pretrained, data, seeds=(0,)):
     """(initial params, params after ONE step on the first 8 train rows) of seeds [K, ...]."""
     one_batch = {name: value[:8] for name, value in data.train.items()}
-    config.num_epochs = 1
+    config.num_train_epochs = 1.0
     trainer, total_steps = stability_sweep.make_trainer(config, bert_config, data.num_labels,
                                                         one_batch, len(seeds))
     assert total_steps == 1
@@ -96,21 +96,23 @@ def test_arms_change_only_what_they_state():
         return {key: a[key] for key in a if a[key] != b[key] and key != "arm"}
 
     assert changed("devlin") == {"optimizer.name": "bert_adam"}
-    assert changed("mosbach") == {"num_epochs": 20}
+    assert changed("mosbach") == {"num_train_epochs": 20.0}
     assert changed("reinit") == {"reinit_layers": 5}
     assert changed("llrd") == {"optimizer.layerwise_lr_decay": 0.95}
-    assert reference["optimizer"]["name"] == "adamw" and reference["num_epochs"] == 3
+    assert changed("mixout") == {"mixout_rate": 0.7}
+    assert reference["optimizer"]["name"] == "adamw" and reference["num_train_epochs"] == 3
     assert reference["optimizer"]["learning_rate"] == 2e-5
     assert reference["optimizer"]["warmup_proportion"] == 0.1
     assert arms.parse_arms("all") == tuple(arms.ARMS)
     with pytest.raises(ValueError, match="unknown arms"):
         arms.parse_arms("devlin+adam")
-    with pytest.raises(ValueError, match="key=value"):
-        arms.parse_arg("sedes=3", seeds=25)
+    with pytest.raises(ValueError, match=r"unknown config argument 'sedes'.*seeds=25"):
+        bert_large_glue.get_config("sedes=3")
     for task, metric in (("rte", "accuracy"), ("mrpc", "f1"), ("cola", "matthews_corrcoef")):
         config = bert_large_glue.get_config(f"task={task},arm=devlin+mosbach,seeds=25")
-        assert config.task.primary_metric == metric and config.seeds == 25
-        assert config.arms == ("devlin", "mosbach") and config.arm_settings.reinit_layers == 5
+        assert config.sweep.primary_metric == metric and config.sweep.seeds == 25
+        assert config.sweep.arms == ("devlin", "mosbach")
+        assert config.sweep.reinit_layers == 5 and config.data.glue_task == task
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +122,10 @@ def first_steps(inputs):
     base = _tiny_config("")
     base.optimizer.warmup_proportion = 0.0  # lr(0) = init_lr: the first update is not zero
     base.optimizer.learning_rate = 1e-3
-    base.arm_settings.layerwise_lr_decay = 0.5  # visible LLRD factors: 0.5, 0.25, 0.125
+    base.sweep.layerwise_lr_decay = 0.5  # visible LLRD factors: 0.5, 0.25, 0.125
+    base.optimizer.weight_decay_rate = 0.0  # a zero gradient then gives exactly no update
     steps = {}
-    for arm in ("devlin", "adamw_3ep", "llrd"):
+    for arm in ("devlin", "adamw_3ep", "llrd", "mixout"):
         before, after = _first_step_update(arms.arm_config(base, arm), bert_config, pretrained,
                                            data)
         steps[arm] = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b, after, before)
@@ -150,6 +153,26 @@ def test_devlin_first_step_is_adam_without_bias_correction(first_steps):
     np.testing.assert_allclose(ratios, expected, rtol=1e-3)
     np.testing.assert_allclose(np.max(ratios), 1 / 0.316, rtol=2e-3)
     np.testing.assert_allclose(np.sqrt(1 - 0.999) / (1 - 0.9), 0.316, atol=1e-3)
+
+
+def test_mixout_arm_swaps_encoder_kernels_for_their_pretrained_values(first_steps):
+    # Mixout at rate r: each encoder kernel element is its pretrained value with probability r
+    # in the forward pass, so its gradient (hence Adam's first update, with no weight decay) is
+    # exactly 0 there; biases, LayerNorms and the head are not mixed. adamw_3ep has no such
+    # zeros: the fraction of frozen kernel elements is the arm's signature.
+    rate = arms.base_config().sweep.mixout_rate
+    kernels = {"mixout": [], "adamw_3ep": []}
+    for arm in kernels:
+        for path, update in jax.tree_util.tree_leaves_with_path(first_steps[arm]["bert"]):
+            keys = [k.key for k in path]
+            if keys[-1] == "kernel" and keys[0] == "encoder":
+                kernels[arm].append(np.ravel(update))
+            elif arm == "mixout" and keys[-1] in ("bias", "scale"):
+                assert np.mean(update == 0) < 0.05, keys  # not mixed: updated as usual
+    frozen = {arm: np.mean(np.concatenate(v) == 0) for arm, v in kernels.items()}
+    assert frozen["adamw_3ep"] < 0.01
+    assert abs(frozen["mixout"] - rate) < 0.02, frozen  # ~33k elements: binomial sd 0.003
+    assert np.mean(first_steps["mixout"]["classifier"]["kernel"] == 0) < 0.05  # head not mixed
 
 
 def _get(tree, path):
@@ -208,7 +231,7 @@ def test_reinit_arm_replaces_exactly_the_top_layers_and_pooler(inputs):
 
 def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
     config = _tiny_config(checkpoint)
-    config.arms = ("devlin", "mosbach")
+    config.sweep.arms = ("devlin", "mosbach")
     config.optimizer.learning_rate = 1e-3
     workdir = str(tmp_path / "sweep")
     paths = stability_sweep.run(config, workdir)
@@ -243,10 +266,13 @@ def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
         assert required <= set(row) and row["n_seeds"] == 2 and row["task"] == "docstring_topics"
     scores = [100 * r["dev_metrics"]["accuracy"] for r in mosbach["records"]]
     assert summary[1]["mean"] == pytest.approx(np.mean(scores))
-    for name in ("scores.png", "grad_norms_docstring_topics.png", "summary.md"):
-        assert os.path.getsize(os.path.join(out_dir, name)) > 1000 or name == "summary.md"
-    with open(os.path.join(out_dir, "scores.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    for name in ("scores.png", "grad_norms_docstring_topics.png"):
+        with open(os.path.join(out_dir, name), "rb") as f:
+            content = f.read()
+        assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 1000, name
+    with open(os.path.join(out_dir, "summary.md")) as f:
+        table = f.read()
+    assert f"| docstring_topics | mosbach | accuracy | 2 | {summary[1]['mean']:.1f} |" in table
 
 
 def test_restricted_vocabulary_gives_the_same_outputs(inputs):

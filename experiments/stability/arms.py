@@ -5,8 +5,9 @@ lr 2e-5, 10% linear warmup then linear decay, batch 16, weight decay 0.01, clipp
 changes only what defines it, with the reason:
 
   devlin     the original google-research/bert optimizer: Adam WITHOUT bias correction, 3 epochs.
-             Its early steps are 3-6.5x larger than Adam's (REFERENCES.md section 4); Mosbach et
-             al. and Zhang et al. trace the failed runs to this plus too few iterations.
+             Its early steps are 3-6.5x larger than Adam's (bias correction scales step t by
+             sqrt(1 - b2^t) / (1 - b1^t)); Mosbach et al. and Zhang et al. trace the failed runs
+             to this plus too few iterations.
   adamw_3ep  bias-corrected AdamW, 3 epochs: isolates the bias correction.
   mosbach    bias-corrected AdamW, 20 epochs (Mosbach et al. 2021): more iterations remove the
              failures.
@@ -15,13 +16,19 @@ changes only what defines it, with the reason:
   llrd       bias-corrected AdamW, 3 epochs, layer-wise lr decay (each layer down gets the rate
              times `layerwise_lr_decay`, 0.95 by default; Howard & Ruder 2018, used by Zhang et
              al.).
+  mixout     bias-corrected AdamW, 3 epochs, mixout (Lee et al. 2020): during training each
+             encoder weight is swapped for its pretrained value with probability
+             `mixout_rate` (0.7 by default, within the 0.7-0.9 Lee et al. report), an
+             L2-towards-the-pretrained-weights regulariser in expectation.
 
-reinit and llrd each differ from adamw_3ep in one thing only. All arms keep the original
+reinit, llrd and mixout each differ from adamw_3ep in one thing only. All arms keep the original
 schedule (decay counted from step 0, `schedules.bert_schedule`), so the optimizer rule, the
-number of epochs, re-initialisation or LLRD is the only difference between any arm and adamw_3ep.
+number of epochs, re-initialisation, LLRD or mixout is the only difference between any arm and
+adamw_3ep.
 
-Configs take big_vision-style arguments: `--config=experiments/stability/<file>.py:task=rte,
-arm=devlin+mosbach,seeds=25` (several arms joined by "+"; `arm=all` for every arm).
+Configs take big_vision-style arguments, parsed strictly by experiments/config_args.py:
+`--config=experiments/stability/<file>.py:task=rte,arm=devlin+mosbach,seeds=25` (several arms
+joined by "+"; `arm=all` for every arm).
 """
 
 from __future__ import annotations
@@ -31,47 +38,46 @@ from typing import Callable
 
 import ml_collections
 
+from experiments import base_config as base_config_lib
+
 
 def base_config() -> ml_collections.ConfigDict:
-    """Defaults shared by every arm and task; a task config fills in the task and checkpoint."""
-    config = ml_collections.ConfigDict()
-    config.arms = ("adamw_3ep",)
-    # The task: "docstring_topics" (offline, data_pipelines/docstring_topics.py) or a GLUE
-    # task name read from the GLUE TSV folder `data_dir`, or from TFDS when data_dir is "".
-    config.task = ml_collections.ConfigDict(dict(
-        name="rte", data_dir="", tfds_data_dir="", max_seq_length=128,
-        primary_metric="accuracy",  # the score of a run, compared with the majority baseline
-        max_train_per_topic=60, max_dev_per_topic=40))  # docstring_topics only
-    # An HF folder, an original TF checkpoint prefix or a bertjax checkpoint (convert.load_any).
+    """Defaults shared by every arm and task (the one schema of experiments/base_config.py plus
+    `config.sweep`); a task config fills in the task and checkpoint."""
+    config = base_config_lib.get_config()
+    # The task: "docstring_topics" (offline, data_pipelines/docstring_topics.py) or "glue" with
+    # data.glue_task read from the GLUE TSV folder data.glue_dir, or from TFDS when it is "".
+    config.task = "glue"
+    config.data.update(dict(glue_task="rte", glue_dir="", tfds_data_dir="",
+                            max_train_per_topic=60, max_dev_per_topic=40))  # docstring_topics
+    # An HF folder, an original TF checkpoint prefix or a bertjax checkpoint (bertjax.pretrained).
     config.init_checkpoint = ""
-    config.vocab_file = ""  # default: vocab.txt beside init_checkpoint
-    config.do_lower_case = True
-    # Drop the word-embedding rows no example uses (exact; see sweep.restrict_vocabulary):
-    # worth it for small models on CPUs, pointless for BERT-large on TPUs.
-    config.restrict_vocabulary = False
-
-    config.optimizer = ml_collections.ConfigDict(dict(
-        name="adamw", schedule="bert", learning_rate=2e-5, warmup_proportion=0.1,
-        weight_decay_rate=0.01, clip_norm=1.0, layerwise_lr_decay=0.0))  # 0: no LLRD
-    config.num_epochs = 3
+    config.optimizer.update(name="adamw", schedule="bert", learning_rate=2e-5,
+                            warmup_proportion=0.1, weight_decay_rate=0.01, clip_norm=1.0)
+    config.num_train_epochs = 3.0
     config.batch_size = 16
     config.eval_batch_size = 64
-    config.reinit_layers = 0
-    # What the reinit and llrd arms switch on, per model size.
-    config.arm_settings = ml_collections.ConfigDict(dict(reinit_layers=5,
-                                                         layerwise_lr_decay=0.95))
+    # The loop: every step's loss and per-layer gradient norms are logged (the records need
+    # them); a checkpoint every 100 steps lets a preempted chunk resume mid-way.
+    config.log_every_steps = 1
+    config.checkpoint_every_steps = 100
+    config.keep_checkpoints = 1
+    config.tensorboard = False
+    config.export = False
 
-    # Runs first_seed .. first_seed + seeds - 1. A component >= 0 is held fixed across runs
-    # (Dodge et al. 2020); -1 follows the run seed.
-    config.seeds = 25
-    config.first_seed = 0
-    config.init_seed = -1
-    config.data_seed = -1
-    config.dropout_seed = -1
-    config.seeds_per_program = 8  # K seeds per compiled program; a multiple of the devices
-
-    config.grad_norm_first_steps = 50
-    config.grad_norm_every = 10
+    config.sweep = ml_collections.ConfigDict(dict(
+        arms=("adamw_3ep",),
+        primary_metric="accuracy",  # the score of a run, compared with the majority baseline
+        # Drop the word-embedding rows no example uses (exact; see sweep.restrict_vocabulary):
+        # worth it for small models on CPUs, pointless for BERT-large on TPUs.
+        restrict_vocabulary=False,
+        # Runs first_seed .. first_seed + seeds - 1. A component >= 0 is held fixed across runs
+        # (Dodge et al. 2020); -1 follows the run seed.
+        seeds=25, first_seed=0, init_seed=-1, data_seed=-1, dropout_seed=-1,
+        seeds_per_program=8,  # K seeds per compiled program; a multiple of the devices
+        grad_norm_first_steps=50, grad_norm_every=10,
+        # What the reinit, llrd and mixout arms switch on, per model size.
+        reinit_layers=5, layerwise_lr_decay=0.95, mixout_rate=0.7))
     return config
 
 
@@ -91,17 +97,22 @@ def _adamw_3ep(config):
 
 def _mosbach(config):
     config.optimizer.name = "adamw"
-    config.num_epochs = 20
+    config.num_train_epochs = 20.0
 
 
 def _reinit(config):
     config.optimizer.name = "adamw"
-    config.reinit_layers = config.arm_settings.reinit_layers
+    config.reinit_layers = config.sweep.reinit_layers
 
 
 def _llrd(config):
     config.optimizer.name = "adamw"
-    config.optimizer.layerwise_lr_decay = config.arm_settings.layerwise_lr_decay
+    config.optimizer.layerwise_lr_decay = config.sweep.layerwise_lr_decay
+
+
+def _mixout(config):
+    config.optimizer.name = "adamw"
+    config.mixout_rate = config.sweep.mixout_rate
 
 
 ARMS: dict[str, Arm] = {
@@ -112,6 +123,8 @@ ARMS: dict[str, Arm] = {
     "reinit": Arm("adamw_3ep with the pooler and top-k layers re-initialised "
                   "(Zhang et al. 2021)", _reinit),
     "llrd": Arm("adamw_3ep with layer-wise lr decay (Zhang et al. 2021)", _llrd),
+    "mixout": Arm("adamw_3ep with mixout towards the pretrained weights (Lee et al. 2020)",
+                  _mixout),
 }
 
 
@@ -133,23 +146,3 @@ def parse_arms(value: str) -> tuple[str, ...]:
         raise ValueError(f"arm={value!r}: unknown arms {unknown}; expected names from "
                          f"{sorted(ARMS)} joined by '+', or 'all'")
     return names
-
-
-def parse_arg(arg: str, **defaults) -> dict:
-    """big_vision-style "k=v,k=v" -> dict, each value typed like its default; unknown keys fail."""
-    values = dict(defaults)
-    for item in filter(None, (arg or "").split(",")):
-        key, sep, raw = item.partition("=")
-        if not sep or key not in defaults:
-            raise ValueError(f"config argument {item!r}: expected key=value with key in "
-                             f"{sorted(defaults)}")
-        default = defaults[key]
-        if isinstance(default, bool):
-            values[key] = raw.lower() in ("1", "true", "yes")
-        elif isinstance(default, int):
-            values[key] = int(raw)
-        elif isinstance(default, float):
-            values[key] = float(raw)
-        else:
-            values[key] = raw
-    return values

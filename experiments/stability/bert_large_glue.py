@@ -16,30 +16,33 @@ CoLA MCC (0). 8 seeds per program put one seed on each core of a v3-8 / v4-8 (25
 programs, the last padded); BERT-large with Adam at batch 16, sequence 128 fits one core's HBM.
 """
 
+from experiments import config_args
 from experiments.stability import arms
 
 PRIMARY_METRIC = {"rte": "accuracy", "mrpc": "f1", "cola": "matthews_corrcoef"}
 
 
 def get_config(arg: str = ""):
-    args = arms.parse_arg(arg, task="rte", arm="all", seeds=25, seeds_per_program=8,
-                          data_dir="", tfds_data_dir="", init_checkpoint="")
+    args = config_args.parse(arg, task="rte", arm="all", seeds=25, seeds_per_program=8,
+                             data_dir="", tfds_data_dir="", init_checkpoint="")
     if args["task"] not in PRIMARY_METRIC:
-        raise ValueError(f"task={args['task']!r}; this config covers {sorted(PRIMARY_METRIC)}")
+        raise config_args.ConfigArgumentError(
+            f"config argument task={args['task']!r}: this config covers {sorted(PRIMARY_METRIC)}")
     config = arms.base_config()
-    config.arms = arms.parse_arms(args["arm"])
-    config.task.name = args["task"]
-    config.task.primary_metric = PRIMARY_METRIC[args["task"]]
-    config.task.data_dir = args["data_dir"]
-    config.task.tfds_data_dir = args["tfds_data_dir"]
-    config.task.max_seq_length = 128
+    config.sweep.arms = arms.parse_arms(args["arm"])
+    config.task = "glue"
+    config.data.glue_task = args["task"]
+    config.sweep.primary_metric = PRIMARY_METRIC[args["task"]]
+    config.data.glue_dir = args["data_dir"]
+    config.data.tfds_data_dir = args["tfds_data_dir"]
+    config.data.max_seq_length = 128
     config.init_checkpoint = args["init_checkpoint"]
-    config.seeds = args["seeds"]
-    config.seeds_per_program = args["seeds_per_program"]
-    config.arm_settings.reinit_layers = 5  # Zhang et al.'s L for BERT-large (24 layers)
-    config.arm_settings.layerwise_lr_decay = 0.95
+    config.sweep.seeds = args["seeds"]
+    config.sweep.seeds_per_program = args["seeds_per_program"]
+    config.sweep.reinit_layers = 5  # Zhang et al.'s L for BERT-large (24 layers)
+    config.sweep.layerwise_lr_decay = 0.95
     # 20 epochs of RTE are ~3,100 steps: keep every step of the early phase where failures
     # show (Mosbach et al. Fig. 4), then every 10th.
-    config.grad_norm_first_steps = 300
-    config.grad_norm_every = 10
+    config.sweep.grad_norm_first_steps = 300
+    config.sweep.grad_norm_every = 10
     return config

@@ -16,6 +16,7 @@ visible change).
 
 import os
 
+from experiments import config_args
 from experiments.stability import arms
 
 
@@ -26,26 +27,27 @@ def minilm_checkpoint() -> str:
 
 
 def get_config(arg: str = ""):
-    args = arms.parse_arg(arg, arm="devlin+adamw_3ep+mosbach", seeds=10, seeds_per_program=5,
-                          max_seq_length=48, train_per_topic=40, runlocal=False)
+    args = config_args.parse(arg, arm="devlin+adamw_3ep+mosbach", seeds=10,
+                             seeds_per_program=5, max_seq_length=48, train_per_topic=40,
+                             runlocal=False)
     config = arms.base_config()
-    config.arms = arms.parse_arms(args["arm"])
-    config.task.name = "docstring_topics"
-    config.task.primary_metric = "accuracy"
-    config.task.max_seq_length = args["max_seq_length"]
-    config.task.max_train_per_topic = args["train_per_topic"]
+    config.sweep.arms = arms.parse_arms(args["arm"])
+    config.task = "docstring_topics"
+    config.sweep.primary_metric = "accuracy"
+    config.data.max_seq_length = args["max_seq_length"]
+    config.data.max_train_per_topic = args["train_per_topic"]
     config.init_checkpoint = minilm_checkpoint()
     # 30,522 -> ~1.7k embedding rows: the params and Adam state shrink by half (the table is
     # 11.7M of MiniLM's 22.7M params); exact, see sweep.restrict_vocabulary.
-    config.restrict_vocabulary = True
-    config.seeds = args["seeds"]
-    config.seeds_per_program = args["seeds_per_program"]
-    config.arm_settings.reinit_layers = 2
-    config.grad_norm_first_steps = 60
-    config.grad_norm_every = 5
+    config.sweep.restrict_vocabulary = True
+    config.sweep.seeds = args["seeds"]
+    config.sweep.seeds_per_program = args["seeds_per_program"]
+    config.sweep.reinit_layers = 2
+    config.sweep.grad_norm_first_steps = 60
+    config.sweep.grad_norm_every = 5
     if args["runlocal"]:
-        config.seeds = 2
-        config.seeds_per_program = 2
-        config.task.max_train_per_topic = 8
-        config.task.max_dev_per_topic = 8
+        config.sweep.seeds = 2
+        config.sweep.seeds_per_program = 2
+        config.data.max_train_per_topic = 8
+        config.data.max_dev_per_topic = 8
     return config

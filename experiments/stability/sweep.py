@@ -4,13 +4,15 @@
         --config=experiments/stability/bert_large_glue.py:task=rte,arm=all,seeds=25 \
         --workdir=gs://bucket/stability --config.init_checkpoint=/path/to/bert-large
 
-For each arm it writes WORKDIR/<task>/<arm>.json: the arm's config, the majority-class baseline,
-the learning-rate schedule, and one record per seed (seed components, final dev metrics, the
-training loss at every step, per-layer gradient norms at the recorded steps). The file is
-rewritten after every chunk of `seeds_per_program` seeds, and a rerun skips the seeds it already
-holds (so an interrupted sweep resumes, raising `seeds` extends one, and other arms can be added
-later). A rerun whose arm config differs in anything but `seeds`, `seeds_per_program` and the
-list of arms is refused.
+Each chunk of `sweep.seeds_per_program` seeds is one run of the training loop (bertjax.trainer,
+through bertjax.sweep.SeedTrainer) in WORKDIR/<task>/<arm>/seeds_<first>-<last>/: checkpoints,
+exact resume mid-chunk, SIGTERM, progress bar. For each arm it writes WORKDIR/<task>/<arm>.json:
+the arm's config, the majority-class baseline, the learning-rate schedule, and one record per
+seed (seed components, final dev metrics, the training loss at every step, per-layer gradient
+norms at the recorded steps). The file is rewritten (atomically) after every chunk, and a rerun
+skips the seeds it already holds (so an interrupted sweep resumes, raising `seeds` extends one,
+and other arms can be added later). A rerun whose arm config differs in anything but
+`sweep.seeds`, `sweep.seeds_per_program` and the list of arms is refused, naming the keys.
 
 The analysis (tables and plots) is `python -m experiments.stability.analyze --workdir=WORKDIR`.
 """
@@ -19,20 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 
-from bertjax import metrics, optimizers, sweep, tasks
-from data_pipelines import tokenization
-from data_pipelines import glue
+from bertjax import metrics, optimizers, pretrained, sweep, tasks, trainer
+from data_pipelines import glue, storage, tokenization
 
 # Config keys that may change between runs sharing a workdir: how many seeds, how they are
-# chunked, and which other arms the command runs.
-_RESUMABLE_KEYS = ("seeds", "seeds_per_program", "arms")
+# chunked, and which other arms the command runs (plus the loop's runtime settings).
+_RESUMABLE_KEYS = ("sweep.seeds", "sweep.seeds_per_program", "sweep.arms", "arm")
 
 
 class TaskData:
@@ -52,29 +52,34 @@ class TaskData:
         self.description = description
 
 
-def load_task(task_config: ml_collections.ConfigDict, tokenizer) -> TaskData:
-    """docstring_topics, or a GLUE task from its TSV folder (task.data_dir) or TFDS."""
-    name, max_seq_length = task_config.name, task_config.max_seq_length
-    if name == "docstring_topics":
+def load_task(config: ml_collections.ConfigDict, tokenizer) -> TaskData:
+    """docstring_topics, or a GLUE task (config.data.glue_task) from its TSV folder
+    (config.data.glue_dir) or TFDS."""
+    data, max_seq_length = config.data, config.data.max_seq_length
+    if config.task == "docstring_topics":
         # Imported here: it imports many stdlib packages that GLUE runs do not need.
         from data_pipelines import docstring_topics  # pylint: disable=C0415
-        topics = docstring_topics.build(max_train_per_topic=task_config.max_train_per_topic,
-                                        max_dev_per_topic=task_config.max_dev_per_topic)
+        topics = docstring_topics.build(max_train_per_topic=data.max_train_per_topic,
+                                        max_dev_per_topic=data.max_dev_per_topic)
         labels = topics.labels
         baseline = {"accuracy": docstring_topics.majority_baseline_accuracy(
             [example.label for example in topics.dev])}
-        return TaskData(name, labels, topics.train, topics.dev, tokenizer, max_seq_length,
-                        lambda p, l: {"accuracy": metrics.accuracy(p, l)}, baseline,
-                        topics.describe())
+        return TaskData("docstring_topics", labels, topics.train, topics.dev, tokenizer,
+                        max_seq_length, lambda p, l: {"accuracy": metrics.accuracy(p, l)},
+                        baseline, topics.describe())
+    if config.task != "glue":
+        raise ValueError(f"config.task={config.task!r}; the stability sweep runs "
+                         "'docstring_topics' or 'glue'")
+    name = data.glue_task
     task = glue.get_task(name)
     if task.is_regression:
         raise ValueError(f"GLUE {name} is a regression task; the stability sweep classifies")
-    if task_config.data_dir:
-        read = lambda split: glue.read_tsv_examples(task_config.data_dir, name, split)  # noqa: E731
-        source = task_config.data_dir
+    if data.glue_dir:
+        read = lambda split: glue.read_tsv_examples(data.glue_dir, name, split)  # noqa: E731
+        source = data.glue_dir
     else:
         read = lambda split: glue.load_tfds_examples(  # noqa: E731
-            name, split, task_config.tfds_data_dir or None)
+            name, split, data.tfds_data_dir or None)
         source = f"tfds:{task.tfds_name}"
     train_examples, dev_examples = read("train"), read("validation")
     dev_labels = glue.label_ids_of(name, dev_examples)
@@ -85,17 +90,7 @@ def load_task(task_config: ml_collections.ConfigDict, tokenizer) -> TaskData:
                     metrics.majority_class_baseline(name, dev_labels), description)
 
 
-def load_pretrained(init_checkpoint: str):
-    """(BertConfig, BertModel params) from any checkpoint format; heads are dropped."""
-    from bertjax import convert  # pylint: disable=import-outside-toplevel
-    if not init_checkpoint:
-        raise ValueError("config.init_checkpoint is empty: the sweep fine-tunes a pretrained "
-                         "checkpoint (HF folder, original TF prefix or bertjax checkpoint)")
-    bert_config, params = convert.load_any(init_checkpoint)
-    return bert_config, params["bert"] if "bert" in params else params
-
-
-def restrict_vocabulary(pretrained: dict, *feature_dicts: dict) -> tuple[dict, list[dict]]:
+def restrict_vocabulary(pretrained_bert: dict, *feature_dicts: dict) -> tuple[dict, list[dict]]:
     """Keeps only the word-embedding rows the features use, and renumbers their input_ids.
 
     Exact for fine-tuning a classifier: a row that no input looks up has a zero gradient, adds
@@ -110,27 +105,25 @@ def restrict_vocabulary(pretrained: dict, *feature_dicts: dict) -> tuple[dict, l
     used = np.unique(np.concatenate([np.ravel(f["input_ids"]) for f in feature_dicts] + [[0]]))
     new_id = np.zeros(int(used.max()) + 1, np.int32)
     new_id[used] = np.arange(used.size, dtype=np.int32)
-    table = pretrained["embeddings"]["word_embeddings"]["embedding"]
-    embeddings = dict(pretrained["embeddings"],
+    table = pretrained_bert["embeddings"]["word_embeddings"]["embedding"]
+    embeddings = dict(pretrained_bert["embeddings"],
                       word_embeddings={"embedding": np.asarray(table)[used]})
     remapped = [dict(f, input_ids=new_id[f["input_ids"]]) for f in feature_dicts]
-    return dict(pretrained, embeddings=embeddings), remapped
+    return dict(pretrained_bert, embeddings=embeddings), remapped
 
 
-def _comparable(config_dict: dict) -> dict:
-    values = json.loads(json.dumps(config_dict))
-    for key in _RESUMABLE_KEYS:
-        values.pop(key, None)
-    return values
+def arm_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What defines an arm's results: the config but the resumable and runtime keys."""
+    return {key: value for key, value in trainer.identity_of(config).items()
+            if key not in _RESUMABLE_KEYS}
 
 
-def _load_existing(path: str, config_dict: dict) -> dict:
+def _load_existing(path: str, config: ml_collections.ConfigDict) -> dict:
     """The arm's file as written so far ({} if none); refuses one from another config."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return {}
-    with open(path) as f:
-        existing = json.load(f)
-    old, new = _comparable(existing["config"]), _comparable(config_dict)
+    existing = json.loads(storage.read_text(path))
+    old, new = existing.get("identity", {}), json.loads(json.dumps(arm_identity(config)))
     if old != new:
         differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ValueError(f"{path} was written by a different config (keys {differing} differ); "
@@ -138,49 +131,41 @@ def _load_existing(path: str, config_dict: dict) -> dict:
     return existing
 
 
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated file
-
-
 def make_trainer(config: ml_collections.ConfigDict, bert_config, num_labels: int,
                  train_features: dict, seeds_per_program: int):
-    """(SeedTrainer, T) of one arm's config: optimizer, schedule, re-init and mesh."""
-    total_steps = sweep.num_train_steps(train_features, config.batch_size, config.num_epochs)
-    opt = config.optimizer
-    optimizer = optimizers.create_optimizer(
-        opt.learning_rate, total_steps, int(opt.warmup_proportion * total_steps),
-        optimizer=opt.name, schedule=opt.schedule, weight_decay_rate=opt.weight_decay_rate,
-        clip_norm=opt.clip_norm, layerwise_lr_decay=opt.layerwise_lr_decay or None,
-        num_layers=bert_config.num_hidden_layers)
-    trainer = sweep.SeedTrainer(
+    """(SeedTrainer, T) of one arm's config: optimizer, schedule, re-init, mixout and mesh."""
+    total_steps = sweep.num_train_steps(train_features, config.batch_size,
+                                        int(config.num_train_epochs))
+    optimizer = optimizers.from_config(config.optimizer, total_steps,
+                                       bert_config.num_hidden_layers)
+    trainer_ = sweep.SeedTrainer(
         tasks.classification(bert_config, num_labels), optimizer.tx, optimizer.schedule,
-        max_seq_length=config.task.max_seq_length, reinit_layers=config.reinit_layers,
-        initializer_range=bert_config.initializer_range,
+        max_seq_length=config.data.max_seq_length, reinit_layers=config.reinit_layers,
+        initializer_range=bert_config.initializer_range, mixout_rate=config.mixout_rate,
         mesh=sweep.seed_mesh(seeds_per_program))
-    return trainer, total_steps
+    return trainer_, total_steps
 
 
-def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pretrained,
+def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pretrained_bert,
             workdir: str) -> str:
     """Trains every missing seed of one arm (config from `arms.arm_config`); returns its path."""
-    path = os.path.join(workdir, data.name, f"{config.arm}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    existing = _load_existing(path, config.to_dict())
+    arm_dir = storage.join(workdir, data.name)
+    path = storage.join(arm_dir, f"{config.arm}.json")
+    existing = _load_existing(path, config)
     records = existing.get("records", [])
     done = {record["run_seed"] for record in records}
-    run_seeds = list(range(config.first_seed, config.first_seed + config.seeds))
-    fixed = {name: (None if config[name] < 0 else config[name])
+    settings = config.sweep
+    run_seeds = list(range(settings.first_seed, settings.first_seed + settings.seeds))
+    fixed = {name: (None if settings[name] < 0 else settings[name])
              for name in ("init_seed", "data_seed", "dropout_seed")}
-    todo = [seed for seed in sweep.seed_components(run_seeds, **fixed) if seed.run_seed not in done]
+    todo = [seed for seed in sweep.seed_components(run_seeds, **fixed)
+            if seed.run_seed not in done]
 
-    per_program = min(config.seeds_per_program, max(len(todo), 1))
-    trainer, total_steps = make_trainer(config, bert_config, data.num_labels, data.train,
-                                        per_program)
+    per_program = min(settings.seeds_per_program, max(len(todo), 1))
+    trainer_, total_steps = make_trainer(config, bert_config, data.num_labels, data.train,
+                                         per_program)
     header = {"task": data.name, "arm": config.arm, "config": config.to_dict(),
-              "primary_metric": config.task.primary_metric,
+              "identity": arm_identity(config), "primary_metric": settings.primary_metric,
               "majority_baseline": data.majority_baseline, "task_description": data.description,
               "num_train_steps": total_steps}
     chunk_seconds = existing.get("chunk_seconds", [])
@@ -189,20 +174,26 @@ def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pret
         # The last chunk is padded with copies of its last seed (results dropped), so every
         # chunk has the same shapes and reuses the compiled program.
         padded = chunk + [chunk[-1]] * (per_program - len(chunk))
+        chunk_dir = storage.join(arm_dir, config.arm,
+                                 f"seeds_{chunk[0].run_seed}-{chunk[-1].run_seed}")
         began = time.time()
-        result = trainer.run(pretrained, data.train, data.dev, padded,
-                             batch_size=config.batch_size, num_epochs=config.num_epochs,
-                             score_fn=data.score_fn, eval_batch_size=config.eval_batch_size,
-                             grad_norm_first_steps=config.grad_norm_first_steps,
-                             grad_norm_every=config.grad_norm_every)
+        result = trainer_.run(pretrained_bert, data.train, data.dev, padded,
+                              batch_size=config.batch_size,
+                              num_epochs=int(config.num_train_epochs),
+                              score_fn=data.score_fn, eval_batch_size=config.eval_batch_size,
+                              grad_norm_first_steps=settings.grad_norm_first_steps,
+                              grad_norm_every=settings.grad_norm_every, workdir=chunk_dir,
+                              config=config, identity=arm_identity(config))
         chunk_seconds.append(time.time() - began)
         records = sorted(records + result.records[:len(chunk)], key=lambda r: r["run_seed"])
-        _write_json(path, {**header, "learning_rate": result.learning_rate,
-                           "grad_norm_steps": result.grad_norm_steps,
-                           "chunk_seconds": chunk_seconds, "records": records})
-        scores = [r["dev_metrics"][config.task.primary_metric] for r in result.records[:len(chunk)]]
+        storage.write_text(path, json.dumps({
+            **header, "learning_rate": result.learning_rate,
+            "grad_norm_steps": result.grad_norm_steps, "chunk_seconds": chunk_seconds,
+            "records": records}))
+        scores = [r["dev_metrics"][settings.primary_metric]
+                  for r in result.records[:len(chunk)]]
         logging.info("%s/%s seeds %s: %s = %s (%.0f s)", data.name, config.arm,
-                     [s.run_seed for s in chunk], config.task.primary_metric,
+                     [s.run_seed for s in chunk], settings.primary_metric,
                      np.round(scores, 4).tolist(), chunk_seconds[-1])
     if not todo:
         logging.info("%s: all %d seeds done", path, len(run_seeds))
@@ -211,24 +202,30 @@ def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pret
 
 def load_inputs(config: ml_collections.ConfigDict):
     """(BertConfig, pretrained BertModel params, TaskData) of a sweep config."""
-    bert_config, pretrained = load_pretrained(config.init_checkpoint)
-    vocab_file = config.vocab_file or os.path.join(config.init_checkpoint, "vocab.txt")
-    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.do_lower_case)
-    data = load_task(config.task, tokenizer)
-    if config.restrict_vocabulary:
-        pretrained, (data.train, data.dev) = restrict_vocabulary(pretrained, data.train, data.dev)
+    if not config.init_checkpoint:
+        raise ValueError("config.init_checkpoint is empty: the sweep fine-tunes a pretrained "
+                         "checkpoint (HF folder, original TF prefix or bertjax checkpoint)")
+    source = pretrained.load(config.init_checkpoint)
+    bert_config, pretrained_bert = source.config, source.encoder()
+    vocab_file = (config.data.vocab_file or source.vocab_file
+                  or str(tokenization.bundled_uncased_vocab_file()))
+    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.data.do_lower_case)
+    data = load_task(config, tokenizer)
+    if config.sweep.restrict_vocabulary:
+        pretrained_bert, (data.train, data.dev) = restrict_vocabulary(pretrained_bert,
+                                                                      data.train, data.dev)
         bert_config = bert_config.replace(vocab_size=int(
-            pretrained["embeddings"]["word_embeddings"]["embedding"].shape[0]))
+            pretrained_bert["embeddings"]["word_embeddings"]["embedding"].shape[0]))
         logging.info("vocabulary restricted to the %d ids the task uses", bert_config.vocab_size)
-    return bert_config, pretrained, data
+    return bert_config, pretrained_bert, data
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
-    """Runs every arm of `config.arms`; returns the per-arm JSON paths."""
+    """Runs every arm of `config.sweep.arms`; returns the per-arm JSON paths."""
     from experiments.stability import arms  # pylint: disable=import-outside-toplevel
-    bert_config, pretrained, data = load_inputs(config)
-    return [run_arm(arms.arm_config(config, arm), data, bert_config, pretrained, workdir)
-            for arm in config.arms]
+    bert_config, pretrained_bert, data = load_inputs(config)
+    return [run_arm(arms.arm_config(config, arm), data, bert_config, pretrained_bert, workdir)
+            for arm in config.sweep.arms]
 
 
 def main(argv):
