@@ -75,20 +75,41 @@ def num_train_steps_of(config, num_examples: int) -> int:
 
 
 def predict_all(task: tasks.Task, params, features: dict[str, np.ndarray], batch_size: int,
-                mesh) -> dict[str, np.ndarray]:
-    """Runs `task.predict` over every example once (the padding of the last batch dropped);
-    the result is whole on every process."""
+                mesh, length_buckets: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """Runs `task.predict` over every example once (the padding of the last batch dropped), in
+    file order; the result is whole on every process. With `length_buckets` the batches are
+    cut to their bucket and per-token outputs padded back to S (logits with -1e9 there: no
+    span can start or end in padding)."""
     predict = jax.jit(lambda p, b: task.predict(task.forward(task.model, p, b, None, True)))
     rows = sharding.process_rows(mesh, batch_size)
-    outputs, weights = [], []
-    for batch in finetune_input.eval_batches(device_features(features), batch_size):
+    full = np.shape(features["input_ids"])[1]
+    outputs, weights, positions = [], [], []
+    for batch in finetune_input.eval_batches(device_features(features), batch_size,
+                                             length_buckets):
+        position = batch.pop(finetune_input.EXAMPLE_POSITION_KEY, None)
         local = {k: v[rows] for k, v in batch.items()}
         with jax.set_mesh(mesh), sharding.axis_rules():
             out = predict(params, sharding.global_batch(local, mesh))
-        outputs.append(sharding.to_host(out))
+        outputs.append(jax.tree_util.tree_map(lambda x: _pad_to(x, full),
+                                              sharding.to_host(out)))
         weights.append(batch[finetune_input.EXAMPLE_WEIGHT_KEY])
+        if position is not None:
+            positions.append(position)
     real = np.concatenate(weights) > 0
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[real], *outputs)
+    stacked = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[real], *outputs)
+    if positions:
+        order = np.argsort(np.concatenate(positions)[real], kind="stable")
+        stacked = jax.tree_util.tree_map(lambda x: x[order], stacked)
+    return stacked
+
+
+def _pad_to(array: np.ndarray, length: int) -> np.ndarray:
+    """[B, L, ...] -> [B, S, ...]: floats padded with -1e9, integers with 0."""
+    if array.ndim < 2 or array.shape[1] >= length:
+        return array
+    fill = -1e9 if np.issubdtype(array.dtype, np.floating) else 0
+    widths = [(0, 0), (0, length - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, widths, constant_values=fill)
 
 
 def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
@@ -101,6 +122,9 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
     sharding.per_host_batch_size(config.batch_size, mesh)  # checks the batch divides evenly
     rows = sharding.process_rows(mesh, config.batch_size)
     train_features = device_features(data.train_features)
+    buckets = (finetune_input.length_buckets_of(config.data.max_seq_length,
+                                                config.data.num_length_buckets)
+               if config.data.num_length_buckets else ())
     num_steps = num_train_steps_of(config, finetune_input.num_examples(train_features))
     opt = optimizers.from_config(config.optimizer, max(num_steps, 1),
                                  bert_config.num_hidden_layers)
@@ -130,19 +154,21 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
         for batch in finetune_input.train_batches(train_features, config.batch_size,
                                                   seed=config.seed, num_epochs=None,
                                                   num_steps=num_steps, start_step=start_step):
+            if buckets:
+                batch = finetune_input.trim_to_bucket(batch, buckets)
             yield {k: v[rows] for k, v in batch.items()}
 
     def evaluate(state, step_number: int) -> dict[str, dict[str, float]]:
         del step_number
         return {eval_set.name: eval_set.score(predict_all(
-            task, state.params, eval_set.features, config.eval_batch_size, mesh))[0]
+            task, state.params, eval_set.features, config.eval_batch_size, mesh, buckets))[0]
             for eval_set in data.eval_sets}
 
     def finish(state) -> dict[str, Any]:
         results = {}
         for eval_set in data.eval_sets:
             predictions = predict_all(task, state.params, eval_set.features,
-                                      config.eval_batch_size, mesh)
+                                      config.eval_batch_size, mesh, buckets)
             scores, to_write = eval_set.score(predictions)
             results[eval_set.name] = scores
             if jax.process_index() == 0:

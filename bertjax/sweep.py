@@ -205,14 +205,17 @@ class SeedTrainer:
       max_seq_length: S of the features.
       reinit_layers: re-initialise the pooler and this many top layers (0: none).
       mixout_rate: mixout of the encoder towards the pretrained weights (0: none).
+      length_buckets: static lengths batches are cut to (data_pipelines.finetune_input); ()
+        pads every batch to max_seq_length.
       mesh: a mesh from `seed_mesh`; the seed axis is split over "data". None: default device.
     """
 
     def __init__(self, task: tasks.Task, tx: optax.GradientTransformation, schedule: Callable,
                  *, max_seq_length: int, reinit_layers: int = 0,
                  initializer_range: float = 0.02, mixout_rate: float = 0.0,
-                 mesh: Mesh | None = None):
+                 length_buckets: Sequence[int] = (), mesh: Mesh | None = None):
         self.task, self.schedule = task, schedule
+        self.length_buckets = tuple(length_buckets)
         self.mesh = mesh if mesh is not None else seed_mesh(1)
         self.max_seq_length = max_seq_length
         self.mixout_rate = float(mixout_rate)
@@ -280,13 +283,18 @@ class SeedTrainer:
             init_state=lambda: self.init_states(pretrained_bert, seeds),
             abstract_state=abstract,
             step=lambda state, batch: self._step_many(state, batch, anchor),
-            batches=lambda start: stacked_train_batches(features, batch_size, data_seeds,
-                                                        num_epochs, start),
+            batches=lambda start: self._bucketed(stacked_train_batches(
+                features, batch_size, data_seeds, num_epochs, start)),
             to_device=lambda batch: jax.device_put(batch, batch_sharding),
             identity={**dict(identity or {}), "seeds": seed_list, "batch_size": batch_size,
                       "num_epochs": num_epochs},
             tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
             stop_on_nonfinite=False)
+
+    def _bucketed(self, batches: Iterator[dict]) -> Iterator[dict]:
+        for batch in batches:  # [K, B, S]: the sequence axis is 2
+            yield (finetune_input.trim_to_bucket(batch, self.length_buckets, seq_axis=2)
+                   if self.length_buckets else batch)
 
     def run(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
             dev_features: Mapping[str, np.ndarray] | None, seeds: Sequence[SeedComponents], *,
@@ -376,12 +384,18 @@ class SeedTrainer:
         devices = sorted(jax.tree.leaves(stacked_params)[0].sharding.device_set,
                          key=lambda device: device.id)
         replicated = NamedSharding(Mesh(np.asarray(devices), ("data",)), P())
-        chunks = []
-        for batch in finetune_input.eval_batches(dev, batch_size):
+        chunks, positions = [], []
+        for batch in finetune_input.eval_batches(dev, batch_size, self.length_buckets):
             weight = batch.pop(finetune_input.EXAMPLE_WEIGHT_KEY)
+            position = batch.pop(finetune_input.EXAMPLE_POSITION_KEY, None)
             batch = jax.device_put(batch, replicated)
             chunks.append(np.asarray(self._predict_many(stacked_params, batch))[:, weight > 0])
-        return np.concatenate(chunks, axis=1), labels
+            if position is not None:
+                positions.append(position[weight > 0])
+        predictions = np.concatenate(chunks, axis=1)
+        if positions:  # bucketed: back to file order
+            predictions = predictions[:, np.argsort(np.concatenate(positions), kind="stable")]
+        return predictions, labels
 
 
 def _history(workdir: str, total_steps: int) -> dict[str, np.ndarray]:

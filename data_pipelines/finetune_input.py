@@ -10,6 +10,16 @@ tf.data graph, nothing to trace, and the order is reproducible from one seed.
   * `eval_batches`: in order, every example exactly once; the final batch is padded to B rows and
     carries `example_weight` [B] float32 (1 real, 0 padding), the `is_real_example` of the original
     run_classifier.py, so metrics count each example once.
+
+Length bucketing (`length_buckets`, a few static sequence lengths, e.g. (32, 64, 96, 128) from
+`length_buckets_of(S, 4)`). The original pads every example to max_seq_length S; on GLUE-like
+data most of each step is then padding. With buckets, a batch is cut to the smallest bucket that
+holds its longest example (`trim_to_bucket`): attention never looks at padding, positions are
+absolute, and [CLS] is row 0, so every example's outputs are those of the padded computation (to
+float round-off; dropout draws differ with the shape). Training batches keep their composition
+and order (the optimisation is the same run); eval batches are grouped by bucket and carry
+`example_position` so predictions go back to file order. A handful of buckets means a handful of
+compiled programs: shapes stay static, as TPUs want.
 """
 from __future__ import annotations
 
@@ -21,6 +31,46 @@ import numpy as np
 _INDEX_KEYS = ("example_index", "unique_ids", "unique_id")
 
 EXAMPLE_WEIGHT_KEY = "example_weight"
+EXAMPLE_POSITION_KEY = "example_position"  # eval, bucketed: the example's row in the features
+
+
+def length_buckets_of(max_seq_length: int, num_buckets: int) -> tuple[int, ...]:
+    """`num_buckets` lengths spread evenly up to S, each a multiple of 8 (0 or 1: just (S,))."""
+    if num_buckets < 0:
+        raise ValueError(f"num_length_buckets must be >= 0, got {num_buckets}")
+    if num_buckets <= 1:
+        return (max_seq_length,)
+    lengths = {min(max_seq_length, -(-max_seq_length * (i + 1) // num_buckets // 8) * 8)
+               for i in range(num_buckets)}
+    return tuple(sorted(lengths | {max_seq_length}))
+
+
+def _sequence_lengths(features: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(features["input_mask"]).sum(axis=-1)
+
+
+def bucket_of(length: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket holding `length` tokens."""
+    for bucket in buckets:
+        if length <= bucket:
+            return bucket
+    raise ValueError(f"a sequence of {length} tokens is longer than every bucket {buckets}")
+
+
+def trim_to_bucket(batch: Mapping[str, np.ndarray], buckets: tuple[int, ...],
+                   seq_axis: int = 1) -> dict[str, np.ndarray]:
+    """`batch` with every [.., S, ..] sequence array cut to the bucket of its longest example.
+
+    Sequence arrays are those whose `seq_axis` has input_ids' length S (input_ids, input_mask,
+    segment_ids, and token-level labels and weights); the rest pass through.
+    """
+    full = np.shape(batch["input_ids"])[seq_axis]
+    length = bucket_of(int(np.max(_sequence_lengths(batch), initial=1)), buckets)
+    if length >= full:
+        return dict(batch)
+    cut = (slice(None),) * seq_axis + (slice(0, length),)
+    return {name: array[cut] if np.ndim(array) > seq_axis and np.shape(array)[seq_axis] == full
+            else array for name, array in batch.items()}
 
 
 def num_examples(features: Mapping[str, np.ndarray]) -> int:
@@ -76,17 +126,31 @@ def train_batches(features: Mapping[str, np.ndarray],
         epoch += 1
 
 
-def eval_batches(features: Mapping[str, np.ndarray],
-                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Yields every example once, in order, in batches of `batch_size` rows.
+def eval_batches(features: Mapping[str, np.ndarray], batch_size: int,
+                 length_buckets: tuple[int, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
+    """Yields every example once, in batches of `batch_size` rows.
 
     Each batch has the feature arrays [B, ...] plus `example_weight` [B] float32. The last batch is
     padded with zero rows (weight 0; -1 in example_index / unique_ids) so every batch has the same
-    shape and jit compiles once.
+    shape and jit compiles once. With `length_buckets`, the examples of each bucket (in file
+    order) are batched and cut to that bucket's length, and every batch also carries
+    `example_position` [B] int64 (the row in `features`, -1 for padding).
     """
     total = num_examples(features)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if length_buckets:
+        lengths = _sequence_lengths(features)
+        of = np.asarray([bucket_of(int(n), tuple(length_buckets)) for n in lengths])
+        for bucket in sorted(set(of.tolist())):
+            rows = np.flatnonzero(of == bucket)
+            part = {name: array[rows] for name, array in features.items()}
+            part[EXAMPLE_POSITION_KEY] = rows.astype(np.int64)
+            for batch in eval_batches(part, batch_size):
+                position = batch[EXAMPLE_POSITION_KEY]
+                position[batch[EXAMPLE_WEIGHT_KEY] == 0] = -1
+                yield trim_to_bucket(batch, (bucket,) + tuple(length_buckets))
+        return
     for start in range(0, total, batch_size):
         stop = min(start + batch_size, total)
         num_real = stop - start

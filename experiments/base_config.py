@@ -15,8 +15,8 @@ experiments/config_args.py, which is just as strict.
     config.model.*                a preset (tiny ... large) plus BertConfig fields; with an
                                   init_checkpoint the architecture is the checkpoint's and only
                                   runtime fields (dropout, dtype, remat, scan) apply
-    config.data.*                 the task's data: vocab_file, do_lower_case, max_seq_length and
-                                  the source's own keys (see each experiment file)
+    config.data.*                 the task's data: vocab_file, do_lower_case, max_seq_length,
+                                  num_length_buckets (fine-tuning) and the source's own keys
     config.optimizer.*            name (bert_adam | adamw | lamb), schedule (bert | hf),
                                   learning_rate, warmup_steps OR warmup_proportion, weight_decay_rate,
                                   clip_norm, b1, b2, eps, layerwise_lr_decay (0: none)
@@ -56,7 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         vocab_file="",             # default: vocab.txt beside init_checkpoint, else bert-base-uncased
         do_lower_case=True,
-        max_seq_length=128))
+        max_seq_length=128,
+        # Fine-tuning and sweeps: cut each batch to the smallest of this many static lengths
+        # that holds it (data_pipelines.finetune_input); 0 pads to max_seq_length (the original).
+        num_length_buckets=0))
 
     config.optimizer = ml_collections.ConfigDict(dict(
         name="bert_adam",          # the original AdamWeightDecayOptimizer; "adamw"; "lamb"

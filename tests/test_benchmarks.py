@@ -92,3 +92,17 @@ def test_bad_arguments_are_named():
         bench.run_benchmark(**TINY, baselines=("tf1",))
     with pytest.raises(ValueError, match="hf_flax_python"):
         bench.run_benchmark(**TINY, baselines=("hf_flax",))
+
+
+def test_finetune_benchmark_smoke():
+    """benchmarks.finetune on the tiny model, 2 rounds: every figure present and positive."""
+    from benchmarks import finetune as finetune_benchmark
+    from data_pipelines import tokenization
+
+    config, encoder = finetune_benchmark._encoder("tiny")
+    tokenizer = tokenization.FullTokenizer(str(tokenization.bundled_uncased_vocab_file()))
+    features, seq_len, classes = finetune_benchmark._tasks(tokenizer)["short_sentences"]
+    row = finetune_benchmark.bucketing(config, encoder, features, seq_len, classes, 2, 8)
+    assert row["buckets"] == [32, 64, 96, 128] and row["length_median"] < 64
+    assert row["padded_examples_per_sec"] > 0 and row["bucketed_over_padded"] > 0
+    assert sum(row["bucket_histogram"].values()) == 2

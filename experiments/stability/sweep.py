@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from bertjax import metrics, optimizers, pretrained, sweep, tasks, trainer
-from data_pipelines import glue, storage, tokenization
+from data_pipelines import finetune_input, glue, storage, tokenization
 
 # Config keys that may change between runs sharing a workdir: how many seeds, how they are
 # chunked, and which other arms the command runs (plus the loop's runtime settings).
@@ -142,6 +142,9 @@ def make_trainer(config: ml_collections.ConfigDict, bert_config, num_labels: int
         tasks.classification(bert_config, num_labels), optimizer.tx, optimizer.schedule,
         max_seq_length=config.data.max_seq_length, reinit_layers=config.reinit_layers,
         initializer_range=bert_config.initializer_range, mixout_rate=config.mixout_rate,
+        length_buckets=finetune_input.length_buckets_of(config.data.max_seq_length,
+                                                        config.data.num_length_buckets)
+        if config.data.num_length_buckets else (),
         mesh=sweep.seed_mesh(seeds_per_program))
     return trainer_, total_steps
 
