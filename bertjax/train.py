@@ -36,6 +36,8 @@ def _data_spec(config, workdir: str):
     from data_pipelines import pretraining_data  # tf.data is imported lazily
 
     values = dict(config.data)
+    # Shared schema key for fine-tuning batches; pretraining records are all S long.
+    values.pop("num_length_buckets", None)
     values["cache_dir"] = values.get("cache_dir") or storage.join(workdir, "data")
     return pretraining_data.PretrainingDataSpec(**values)
 

@@ -1,5 +1,6 @@
 """The pretraining loop end to end on the embedded corpus: runs, resumes exactly, guards NaNs."""
 
+import math
 import os
 import signal
 
@@ -46,7 +47,11 @@ def test_pretrain_tiny_runs_and_logs(data_cache, tmp_path):
     for key in ("step", "loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "learning_rate",
                 "grad_norm", "tokens_per_sec", "mfu"):
         assert key in train_records[-1], key
-    assert 0 < last["mlm_loss"] < 11.0  # ln(30522) = 10.3 at init, falling
+    # At init the MLM head predicts about uniformly: loss ln(V) = ln(30522) = 10.33. Six steps
+    # (warm-up 2, lr 1e-3) bring it down by more than batch noise (measured: 10.36 -> 9.79).
+    assert abs(train_records[0]["mlm_loss"] - math.log(30522)) < 0.1
+    assert last["mlm_loss"] == train_records[-1]["mlm_loss"]
+    assert last["mlm_loss"] < train_records[0]["mlm_loss"] - 0.3
     evals = [r for r in records if r["split"] == "eval"]
     assert evals and {"mlm_accuracy", "nsp_accuracy", "mlm_loss"} <= set(evals[0])
     assert os.listdir(tmp_path / "tensorboard")
