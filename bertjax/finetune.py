@@ -28,8 +28,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from bertjax import (finetune_data, modeling, optimizers, pretrained, reinit, sharding, tasks,
-                     train_step, trainer)
+from bertjax import (finetune_data, flops, modeling, optimizers, pretrained, reinit, sharding,
+                     tasks, train_step, trainer)
 from bertjax.config import BertConfig
 from bertjax.train import bert_config_from, export_params
 from data_pipelines import finetune_input, storage, tokenization
@@ -190,6 +190,9 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
         to_device=lambda local: sharding.global_batch(local, mesh),
         identity=trainer.identity_of(config),
         tokens_per_step=config.batch_size * config.data.max_seq_length,
+        flops_per_step=flops.finetune_flops_per_step(
+            bert_config, config.batch_size, config.data.max_seq_length,
+            getattr(task.model, "num_labels", 2), per_token=task.kind != "classification"),
         evaluate=evaluate if config.eval_every_steps else None, finish=finish)
 
 

@@ -52,6 +52,18 @@ def train_flops_per_step(config: BertConfig, batch_size: int, seq_len: int,
     return float(batch_size * (per_sequence + pooler + mlm_head + nsp_head))
 
 
+def finetune_flops_per_step(config: BertConfig, batch_size: int, seq_len: int,
+                            num_outputs: int, per_token: bool) -> float:
+    """Model FLOPs of one forward+backward fine-tuning step: every layer at all S rows, the
+    pooler and a C-way head on [CLS] (`per_token=False`: classification), or the head at every
+    token and no pooler (token classification, span extraction)."""
+    h = config.hidden_size
+    per_layer = 6 * layer_matmul_params(config) * seq_len + 12 * h * seq_len * seq_len
+    head = 6 * h * num_outputs * (seq_len if per_token else 1)
+    pooler = 0 if per_token else 6 * h * h
+    return float(batch_size * (config.num_hidden_layers * per_layer + pooler + head))
+
+
 # Dense bf16 peaks per chip from vendor data sheets, for MFU on accelerators.
 _PEAK_FLOPS = {
     "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5": 459e12,

@@ -61,3 +61,27 @@ def test_formula_counts_exactly_the_traced_matmuls(all_positions):
     expected = flops.train_flops_per_step(TINY, 3, 16, None if all_positions else 5)
     assert _traced_train_flops(batch, all_positions) == expected
 
+
+
+def test_finetune_flops_match_the_traced_matmuls():
+    """The fine-tuning formula against XLA's own count of the classifier's forward+backward."""
+    import jax
+    import jax.numpy as jnp
+
+    from bertjax import flops, modeling
+    from bertjax.config import preset
+
+    config = preset("tiny", vocab_size=128, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+    model = modeling.BertForSequenceClassification(config, 3)
+    ids = jnp.ones((2, 16), jnp.int32)
+    params = model.init(jax.random.PRNGKey(0), ids)["params"]
+
+    def loss(p):
+        return jnp.sum(model.apply({"params": p}, ids, jnp.zeros_like(ids), ids)["logits"])
+
+    cost = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    expected = flops.finetune_flops_per_step(config, 2, 16, 3, per_token=False)
+    # XLA also counts elementwise ops (softmax, GELU, LayerNorm): within 15% of the matmuls.
+    assert expected <= cost["flops"] <= 1.15 * expected
