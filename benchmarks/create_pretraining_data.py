@@ -1,6 +1,7 @@
 """Benchmark: the original create_pretraining_data.py against ours, end to end, same corpus.
 
     python -m benchmarks.create_pretraining_data [--dupe_factor=5] [--num_workers=0]
+        [--original_dir=PATH_TO_google-research/bert_CHECKOUT]
 
 Corpus: the CPython 3.11 documentation's reST sources (`apt-get install python3.11-doc`),
 converted to the documents format by data_pipelines/corpora.py; without them, the standard
@@ -19,13 +20,16 @@ import time
 from absl import app
 from absl import flags
 
+from benchmarks import original_bert
 from data_pipelines import corpora
 
 flags.DEFINE_integer("dupe_factor", 5, "Dupe factor for both scripts.")
 flags.DEFINE_integer("max_seq_length", 128, "S.")
 flags.DEFINE_integer("max_predictions_per_seq", 20, "P.")
 flags.DEFINE_integer("num_workers", 0, "Our worker processes (0: all cores).")
-flags.DEFINE_bool("run_original", True, "Also time the original (about a minute).")
+flags.DEFINE_string("original_dir", None,
+                    "A checkout of github.com/google-research/bert: also time its "
+                    "create_pretraining_data.py (about a minute). Without it, ours alone.")
 FLAGS = flags.FLAGS
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,15 +92,10 @@ def main(argv):
             num_workers=summary["num_workers"],
         ),
     )
-    if FLAGS.run_original:
-        original_seconds, original_run = _timed(
-            [
-                sys.executable,
-                os.path.join(_ROOT, "tests", "reference", "original_create_pretraining_data.py"),
-                *common,
-                f"--output_file={os.path.join(work, 'original.tfrecord')}",
-            ]
-        )
+    if FLAGS.original_dir:
+        original_seconds, original_run = _timed(original_bert.script_command(
+            FLAGS.original_dir, "create_pretraining_data.py",
+            [*common, f"--output_file={os.path.join(work, 'original.tfrecord')}"]))
         written = re.search(r"Wrote (\d+) total instances", original_run.stderr)
         original_instances = int(written.group(1)) if written else None
         report["original"] = dict(
