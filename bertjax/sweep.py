@@ -47,7 +47,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bertjax import grad_norms, metric_logging, modeling, pretrained, reinit, tasks, train_step
+from bertjax import (grad_norms, metric_logging, modeling, pretrained, reinit, sharding, tasks,
+                     train_step)
 from bertjax import trainer as trainer_lib
 from data_pipelines import finetune_input, storage
 
@@ -360,7 +361,7 @@ class SeedTrainer:
         one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                 state.params)
         groups_names = grad_norms.group_names(one_seed)  # bottom to top
-        nonfinite = np.asarray(state.nonfinite_step)
+        nonfinite = sharding.to_host(state.nonfinite_step)  # seeds may span several hosts
         records = []
         for k, seed in enumerate(seeds):
             records.append({
@@ -389,7 +390,7 @@ class SeedTrainer:
             weight = batch.pop(finetune_input.EXAMPLE_WEIGHT_KEY)
             position = batch.pop(finetune_input.EXAMPLE_POSITION_KEY, None)
             batch = jax.device_put(batch, replicated)
-            chunks.append(np.asarray(self._predict_many(stacked_params, batch))[:, weight > 0])
+            chunks.append(sharding.to_host(self._predict_many(stacked_params, batch))[:, weight > 0])
             if position is not None:
                 positions.append(position[weight > 0])
         predictions = np.concatenate(chunks, axis=1)

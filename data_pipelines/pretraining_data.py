@@ -77,7 +77,10 @@ def pretraining_batches(
     """Host-local numpy batches from `spec`, starting at batch `start_step`.
 
     Training streams repeat forever; the eval stream (is_training=False) makes one pass over the
-    eval files in order and is seeded apart from training (seed + 1).
+    eval files in order and is seeded apart from training (seed + 1). `process_index` numbers
+    this host's share (rows [i * B, (i + 1) * B)) of each global batch of
+    B * `process_count` examples; for TFRecord sources the global batches do not depend on
+    process_count, so a run may resume on another topology.
     """
     from data_pipelines import corpora, pretraining_input  # tf.data is imported lazily
 
