@@ -68,7 +68,9 @@ def docstring_lines(modules=DOCSTRING_MODULES, keep_every: int = 2) -> list[str]
     def add(obj) -> None:
         # Own docstrings only: inherited ones vary with what else has been imported.
         doc = getattr(obj, "__doc__", None)
-        if not isinstance(doc, str) or not doc.strip():
+        # Docstrings that carry a licence notice (unittest's) are left out: the stored lines
+        # are test data, not anybody's licence text.
+        if not isinstance(doc, str) or not doc.strip() or "WARRANTIES" in doc.upper():
             return
         for line in inspect.cleandoc(doc).splitlines():
             if line.strip() and line not in seen:
