@@ -1,4 +1,4 @@
-"""create_pretraining_data against the original google-research/bert script's outputs (tests/golden).
+"""create_pretraining_data against google-research/bert's script's outputs (tests/golden).
 
 Our random draws are equal in distribution to the original's but not draw-for-draw (the
 original's single random.Random stream cannot be split over processes), so the oracle tests
@@ -184,8 +184,8 @@ def test_instance_statistics_match_original(token_documents, tokenizer):
 def test_truncation_matches_original_lengths_and_front_back_balance():
     rng = random.Random(0)
     fronts = []
-    for (a_length, b_length, limit), original_kept in zip(INPUTS["truncation_cases"],
-                                                          ORIGINAL["truncated_lengths"], strict=True):
+    cases = zip(INPUTS["truncation_cases"], ORIGINAL["truncated_lengths"], strict=True)
+    for (a_length, b_length, limit), original_kept in cases:
         a_front, a_kept, b_front, b_kept = instances_lib._truncate_seq_pair(
             a_length, b_length, limit, rng
         )

@@ -218,7 +218,8 @@ def test_squad_scores_match_official_scripts_on_random_strings(seed):
     v2_case, v2_scores = OFFICIAL[f"v2_random_{seed}"]
     na_case, na_scores = OFFICIAL[f"v2_random_{seed}_na_probs"]
     predictions = v1_case["predictions"]
-    assert len(predictions) == 150 and v2_case["predictions"] == na_case["predictions"] == predictions
+    assert len(predictions) == 150
+    assert v2_case["predictions"] == na_case["predictions"] == predictions
     v1_dataset = _dataset(v1_case["questions"])
     v2_dataset = _dataset(v2_case["questions"])
     assert na_case["questions"] == v2_case["questions"]

@@ -1,4 +1,4 @@
-"""data_pipelines.tokenization against the original google-research/bert tokenizer's outputs (tests/golden)."""
+"""data_pipelines.tokenization against google-research/bert's tokenizer's outputs (tests/golden)."""
 
 import collections
 import unicodedata
@@ -18,7 +18,8 @@ EDGE_CASES = [golden.decode_text(text) for text in GOLDEN["inputs"]["edge_cases"
 def vocab_file():
     vocab_file = tokenization.bundled_uncased_vocab_file()
     assert golden.file_sha256(vocab_file) == GOLDEN["vocab_sha256"], (
-        f"{vocab_file} is not the vocab the goldens were made with; regenerate: {golden.REGENERATE}")
+        f"{vocab_file} is not the vocab the goldens were made with; regenerate: "
+        f"{golden.REGENERATE}")
     return vocab_file
 
 

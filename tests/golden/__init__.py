@@ -1,4 +1,4 @@
-"""Golden fixtures: what google-research/bert and the official SQuAD scripts output on pinned inputs.
+"""Golden fixtures: google-research/bert's and the official SQuAD scripts' outputs on pinned inputs.
 
 The JSON files beside this module are data, written by `python -m tests.golden.make_goldens` from
 checkouts that stay outside this repository; the oracle tests compare our code against them. Each
@@ -27,7 +27,7 @@ REGENERATE = ("python -m tests.golden.make_goldens --original_dir=PATH_TO_google
               "--squad_scripts_dir=PATH_TO_SQuAD_evaluate_scripts")
 
 # The code points the tokenization goldens cover: the BMP without surrogates, the CJK extension
-# planes and the tag block. Each is tokenized as "x<c>y", so joining, splitting and folding all show.
+# planes and the tag block. Each is tokenized as "x<c>y", so joining, splitting and folding show.
 ALL_CODE_POINTS = (*range(1, 0xD800), *range(0xE000, 0x30000), *range(0xE0000, 0xE0080))
 CODE_POINT_BLOCK = 4096
 
@@ -111,7 +111,7 @@ def unpadded(values: Sequence[int]) -> list[int]:
 
 
 def run_lengths(values: Sequence) -> list[list]:
-    """[[value, count], ...] of consecutive equal values (masks and segment ids compress to 2-3 runs)."""
+    """[[value, count], ...] of consecutive equal values (a mask or segment row is 1-3 runs)."""
     runs: list[list] = []
     for value in values:
         if runs and runs[-1][0] == value:

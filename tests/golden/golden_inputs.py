@@ -1,4 +1,4 @@
-"""The pinned inputs of the golden fixtures, as first drawn (make_goldens then reuses the stored ones).
+"""The pinned inputs of the golden fixtures as first drawn (make_goldens reuses the stored ones).
 
 Only `seeded_logits` is used at test time (the logits are too large to store); everything else runs
 once, when a golden file does not exist yet.
@@ -178,12 +178,13 @@ def _random_answer(rng) -> str:
 
 
 def squad_score_inputs() -> dict:
-    """Hand-worked cases (what each exercises is said in tests/test_metrics.py) and random strings."""
+    """Hand-worked cases (what each exercises: tests/test_metrics.py) and random strings."""
     v1_hand = [["articles", ["The Eiffel Tower"]], ["punctuation", ["Denver Broncos!"]],
                ["max_over_golds", ["Carolina Panthers", "the Panthers", "Panthers"]],
                ["partial", ["Santa Clara, California"]], ["unanswered", ["1994"]]]
-    v2_hand = [["has_right", ["Normandy", "in Normandy"]], ["has_partial", ["10th and 11th centuries"]],
-               ["has_abstained", ["France"]], ["no_abstained", []], ["no_answered", []],
+    v2_hand = [["has_right", ["Normandy", "in Normandy"]],
+               ["has_partial", ["10th and 11th centuries"]], ["has_abstained", ["France"]],
+               ["no_abstained", []], ["no_answered", []],
                ["no_article_gold", ["the"]]]
     threshold = [["a", ["x"]], ["b", ["y z"]], ["c", []], ["d", []]]
     cases = [
@@ -196,7 +197,8 @@ def squad_score_inputs() -> dict:
                           "no_article_gold": ""}),
     ]
     for na_prob_thresh in (1.0, 0.5, 0.0):
-        cases.append(dict(name=f"v2_threshold_{na_prob_thresh}", version="v2.0", questions=threshold,
+        cases.append(dict(name=f"v2_threshold_{na_prob_thresh}", version="v2.0",
+                          questions=threshold,
                           predictions={"a": "x", "b": "y", "c": "w", "d": ""},
                           na_probs={"a": 0.1, "b": 0.7, "c": 0.9, "d": 0.4},
                           na_prob_thresh=na_prob_thresh))

@@ -43,7 +43,8 @@ from tests.golden import golden_inputs  # noqa: E402
 ORIGINAL_COMMIT = "eedf5716ce1268e56f0a50264a88cafad334ac61"
 ORIGINAL_SHA256 = {
     "tokenization.py": "576f8e709eaa59c999a8aed3f32c581487d59ab47079fe64b3d3fa457bc7fb34",
-    "create_pretraining_data.py": "7c3df7749e6327f85fdd00adaf6ed55d6399ee58d3d844d2281db60b36129b21",
+    "create_pretraining_data.py":
+        "7c3df7749e6327f85fdd00adaf6ed55d6399ee58d3d844d2281db60b36129b21",
     "run_classifier.py": "53e9aaa27864cb89cc15328d4a337d83b2451bc6f9c904ddf8a59d4df8ccecdb",
     "run_squad.py": "163fd48c7f6b5135a29e25f2cbdae65dbff9697cbff41ce3ebd7d16fdf2ea230",
 }
@@ -130,7 +131,8 @@ def make_tokenization() -> dict:
                 edge_cases=[full.tokenize(text) for text in edge_cases],
                 edge_cases_basic=[full.basic_tokenizer.tokenize(text) for text in edge_cases],
                 code_point_blocks=[
-                    [block[0], block[-1], golden.digest(basic.tokenize(golden.code_point_text(block)))]
+                    [block[0], block[-1],
+                     golden.digest(basic.tokenize(golden.code_point_text(block)))]
                     for block in golden.code_point_blocks()
                 ],
             )
@@ -169,14 +171,16 @@ def make_create_pretraining_data() -> dict:
             for index in range(len(documents)):
                 produced = original.create_instances_from_document(
                     documents, index, settings["max_seq_length"], settings["short_seq_prob"],
-                    settings["masked_lm_prob"], settings["max_predictions_per_seq"], vocab_words, rng)
+                    settings["masked_lm_prob"], settings["max_predictions_per_seq"], vocab_words,
+                    rng)
                 count = len(produced)
                 clusters["instances"].append([count, 1])
                 clusters["length"].append([sum(len(x.tokens) for x in produced), count])
                 clusters["short"].append([sum(len(x.tokens) < settings["short_length"]
                                               for x in produced), count])
                 clusters["random_next"].append([sum(x.is_random_next for x in produced), count])
-                clusters["masked"].append([sum(len(x.masked_lm_positions) for x in produced), count])
+                clusters["masked"].append([sum(len(x.masked_lm_positions) for x in produced),
+                                           count])
                 for instance in produced:
                     for position, label in zip(instance.masked_lm_positions,
                                                instance.masked_lm_labels):
@@ -277,7 +281,8 @@ def _compact_feature(feature, tokenizer) -> dict:
     """A run_squad InputFeatures, losslessly compacted: tokens are the vocab entries of input_ids,
     masks and segment ids run lengths, position maps [first position, values]."""
     if tokenizer.convert_ids_to_tokens(feature.input_ids[:len(feature.tokens)]) != feature.tokens:
-        raise ValueError(f"feature {feature.unique_id}: tokens are not the vocab entries of its ids")
+        raise ValueError(f"feature {feature.unique_id}: tokens are not the vocab entries of "
+                         "its ids")
     return dict(
         unique_id=feature.unique_id, example_index=feature.example_index,
         doc_span_index=feature.doc_span_index, num_tokens=len(feature.tokens),
@@ -308,7 +313,8 @@ def make_squad_features() -> dict:
                 for max_seq_length, doc_stride, max_query_length in inputs["windows"]:
                     features = _squad_features(original, examples, tokenizer, max_seq_length,
                                                doc_stride, max_query_length, is_training)
-                    outputs["features"][f"{key}/{max_seq_length}-{doc_stride}-{max_query_length}"] = [
+                    window = f"{max_seq_length}-{doc_stride}-{max_query_length}"
+                    outputs["features"][f"{key}/{window}"] = [
                         _compact_feature(f, tokenizer) for f in features]
         # An answer whose text is not at its offset: the original skips the question.
         unrecoverable = inputs["unrecoverable"]
@@ -415,7 +421,8 @@ def make_squad_scores(scripts_dir: str) -> dict:
 def main(argv):
     del argv
     if not FLAGS.original_dir:
-        raise app.UsageError(f"--original_dir is required (google-research/bert at {ORIGINAL_COMMIT})")
+        raise app.UsageError(
+            f"--original_dir is required (google-research/bert at {ORIGINAL_COMMIT})")
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")  # The original logs every feature it converts.
     FLAGS.original_dir = os.path.abspath(FLAGS.original_dir)
