@@ -187,7 +187,7 @@ def test_squad_v2_threshold_and_best_threshold():
     dataset = _dataset([("a", ["x"]), ("b", ["y z"]), ("c", []), ("d", [])])
     predictions = {"a": "x", "b": "y", "c": "w", "d": ""}
     na_probs = {"a": 0.1, "b": 0.7, "c": 0.9, "d": 0.4}
-    for threshold in (1.0, 0.5, 0.0):
+    for threshold in (1.0, 0.7, 0.5, 0.0):  # b sits at 0.7: no-answer only above it
         ours = metrics.squad_v2(dataset, predictions, na_probs, threshold)
         assert ours == pytest.approx(_official(
             f"v2_threshold_{threshold}", [("a", ["x"]), ("b", ["y z"]), ("c", []), ("d", [])],

@@ -196,7 +196,7 @@ def squad_score_inputs() -> dict:
                           "has_abstained": "", "no_abstained": "", "no_answered": "Rollo",
                           "no_article_gold": ""}),
     ]
-    for na_prob_thresh in (1.0, 0.5, 0.0):
+    for na_prob_thresh in (1.0, 0.7, 0.5, 0.0):  # 0.7: a value equal to the threshold
         cases.append(dict(name=f"v2_threshold_{na_prob_thresh}", version="v2.0",
                           questions=threshold,
                           predictions={"a": "x", "b": "y", "c": "w", "d": ""},
