@@ -12,6 +12,7 @@ Files (one per oracle):
   glue_features.json            run_classifier features of the GLUE fixtures
   squad_features.json           run_squad examples and windowed features of the SQuAD fixtures
   squad_predictions.json        run_squad write_predictions on seeded logits (n-best, null odds)
+  optimization.json             create_optimizer / AdamWeightDecayOptimizer on seeded gradients
   squad_scores.json             evaluate-v1.1.py / evaluate-v2.0.py scores of stored predictions
 """
 

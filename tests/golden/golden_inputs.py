@@ -221,3 +221,46 @@ def squad_score_inputs() -> dict:
                  predictions=predictions, na_probs=na_probs, na_prob_thresh=0.5),
         ]
     return dict(cases=cases)
+
+
+def optimization_inputs() -> dict:
+    """Param trees of tests/test_optimizers.py (as {name: values}) and the optimizer settings."""
+    from tests import test_optimizers  # pylint: disable=import-outside-toplevel
+
+    def named(seed):
+        """[[name, shape, float32 values flat, at their shortest decimals]]."""
+        leaves = test_optimizers.named_leaves(test_optimizers.make_pretraining_params(seed=seed))
+        return [[name, list(value.shape), shortest_float32(value)]
+                for name, value in sorted(leaves.items())]
+
+    return dict(
+        # create_optimizer (schedule, clipping, AdamWeightDecayOptimizer), gradient scales cycling
+        # large (clipped), tiny (norm < 1: not clipped), unit (clipped).
+        recipe=dict(params=named(1), gradient_seed=2, gradient_scales=[10.0, 1e-3, 1.0],
+                    init_lr=0.01, num_train_steps=50, num_warmup_steps=5,
+                    checkpoints=[1, 2, 3, 4, 5, 6, 7, 10, 20, 30, 40, 50]),
+        # AdamWeightDecayOptimizer alone: constant learning rate, no weight decay, no clipping.
+        constant=dict(params=named(3), gradient_seed=4, gradient_scales=[1e-2], learning_rate=1e-3,
+                      steps=10, checkpoints=[1, 2, 3, 5, 10]),
+        # create_optimizer's learning rate at every step (beyond num_train_steps too).
+        schedules=dict(init_lr=1e-4, configs=[[100, 10], [37, 5], [20, 0], [8, 8]], extra_steps=5),
+    )
+
+
+def shortest_float32(values) -> list[float]:
+    """float32 values, flat, at their shortest round-tripping decimals (short JSON, exact)."""
+    return [float(np.format_float_positional(x, unique=True))
+            for x in np.asarray(values, np.float32).ravel()]
+
+
+def named_arrays(params: list) -> dict[str, np.ndarray]:
+    """{name: float32 array} from stored [[name, shape, flat values], ...]."""
+    return {name: np.asarray(values, np.float32).reshape(shape) for name, shape, values in params}
+
+
+def seeded_gradients(params: list, seed: int, scales: list, steps: int) -> list[dict]:
+    """`steps` gradient dicts {name: float32 array} ~ N(0, scale^2), scales cycling per step,
+    drawn leaf by leaf in the order of `params` ([[name, shape, values], ...])."""
+    rng = np.random.default_rng(seed)
+    return [{name: (scales[t % len(scales)] * rng.normal(size=shape)).astype(np.float32)
+             for name, shape, _ in params} for t in range(steps)]

@@ -5,8 +5,9 @@
 
 --original_dir: a checkout of github.com/google-research/bert at commit
 eedf5716ce1268e56f0a50264a88cafad334ac61 (its tokenization.py, create_pretraining_data.py,
-run_classifier.py and run_squad.py are checked against the SHA-256 sums below). Its TF1 modules
-are imported by benchmarks/original_bert.py with tensorflow.compat.v1 standing in for tensorflow.
+run_classifier.py, run_squad.py and optimization.py are checked against the SHA-256 sums
+below). Its TF1 modules are imported by benchmarks/original_bert.py with tensorflow.compat.v1
+standing in for tensorflow; optimization.py runs in a TF1 graph and session.
 
 --squad_scripts_dir: the official SQuAD evaluation scripts evaluate-v1.1.py and evaluate-v2.0.py
 (from the SQuAD site, rajpurkar.github.io/SQuAD-explorer), run as subprocesses on stored datasets
@@ -47,6 +48,7 @@ ORIGINAL_SHA256 = {
         "7c3df7749e6327f85fdd00adaf6ed55d6399ee58d3d844d2281db60b36129b21",
     "run_classifier.py": "53e9aaa27864cb89cc15328d4a337d83b2451bc6f9c904ddf8a59d4df8ccecdb",
     "run_squad.py": "163fd48c7f6b5135a29e25f2cbdae65dbff9697cbff41ce3ebd7d16fdf2ea230",
+    "optimization.py": "5b0943f0f068320f2902e3ba103289737389e6103de4bc24afe3baa6e486268f",
 }
 
 flags.DEFINE_string("original_dir", None, f"google-research/bert checkout at {ORIGINAL_COMMIT}.")
@@ -373,6 +375,107 @@ def make_squad_predictions() -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# optimization.py (TF1 graph mode, under tensorflow.compat.v1)
+# --------------------------------------------------------------------------------------------
+
+
+class _OptimizerRun:
+    """One graph: the params as variables, their gradients fed (d loss / d var = the fed value)."""
+
+    def __init__(self, original, params: list, build):
+        import tensorflow as tf
+        tf1 = tf.compat.v1
+        self.graph = tf.Graph()
+        learning_rates = []
+        init = original.AdamWeightDecayOptimizer.__init__
+
+        def capturing_init(optimizer, learning_rate, *args, **kwargs):
+            learning_rates.append(learning_rate)  # The schedule's tensor, for the goldens.
+            init(optimizer, learning_rate, *args, **kwargs)
+
+        with self.graph.as_default():
+            self.variables = {name: tf1.get_variable(name, initializer=value)
+                              for name, value in golden_inputs.named_arrays(params).items()}
+            self.feeds = {name: tf1.placeholder(tf.float32, variable.shape)
+                          for name, variable in self.variables.items()}
+            loss = tf.add_n([tf.reduce_sum(self.variables[name] * self.feeds[name])
+                             for name in self.variables])
+            self.global_norm = tf.linalg.global_norm(list(self.feeds.values()))
+            original.AdamWeightDecayOptimizer.__init__ = capturing_init
+            try:
+                self.train_op = build(loss, self.variables)
+            finally:
+                original.AdamWeightDecayOptimizer.__init__ = init
+            self.learning_rate = tf.convert_to_tensor(learning_rates[0])
+            self.session = tf1.Session(graph=self.graph)
+            self.session.run(tf1.global_variables_initializer())
+
+    def step(self, gradients: dict) -> tuple[float, float]:
+        """Learning rate used, gradients' global norm; then one update."""
+        feed = {self.feeds[name]: value for name, value in gradients.items()}
+        learning_rate, norm = self.session.run([self.learning_rate, self.global_norm], feed)
+        self.session.run(self.train_op, feed)
+        return float(learning_rate), float(norm)
+
+    def params(self) -> dict:
+        return {name: golden_inputs.shortest_float32(value)
+                for name, value in self.session.run(self.variables).items()}
+
+
+def make_optimization() -> dict:
+    stored = _existing("optimization")
+    inputs = stored["inputs"] if stored else golden_inputs.optimization_inputs()
+    outputs = {}
+    with OriginalModule("optimization") as original:
+        recipe = inputs["recipe"]
+        run = _OptimizerRun(original, recipe["params"], lambda loss, _: original.create_optimizer(
+            loss, recipe["init_lr"], recipe["num_train_steps"], recipe["num_warmup_steps"], False))
+        gradients = golden_inputs.seeded_gradients(recipe["params"], recipe["gradient_seed"],
+                                                   recipe["gradient_scales"],
+                                                   recipe["num_train_steps"])
+        learning_rates, clipped, checkpoints = [], 0, {}
+        for t, step_gradients in enumerate(gradients):
+            learning_rate, norm = run.step(step_gradients)
+            learning_rates.append(learning_rate)
+            clipped += norm > 1.0
+            if t + 1 in recipe["checkpoints"]:
+                checkpoints[str(t + 1)] = run.params()
+        outputs["recipe"] = dict(learning_rates=learning_rates, clipped_steps=clipped,
+                                 params=checkpoints)
+
+        constant = inputs["constant"]
+
+        def adam_only(loss, variables):
+            optimizer = original.AdamWeightDecayOptimizer(
+                learning_rate=constant["learning_rate"], weight_decay_rate=0.0)
+            names = list(variables)
+            import tensorflow as tf
+            grads = tf.gradients(loss, [variables[name] for name in names])
+            return optimizer.apply_gradients(zip(grads, [variables[n] for n in names]))
+
+        run = _OptimizerRun(original, constant["params"], adam_only)
+        checkpoints = {}
+        gradients = golden_inputs.seeded_gradients(constant["params"], constant["gradient_seed"],
+                                                   constant["gradient_scales"], constant["steps"])
+        for t, step_gradients in enumerate(gradients):
+            run.step(step_gradients)
+            if t + 1 in constant["checkpoints"]:
+                checkpoints[str(t + 1)] = run.params()
+        outputs["constant"] = dict(params=checkpoints)
+
+        schedules = inputs["schedules"]
+        outputs["schedules"] = []
+        for num_train_steps, num_warmup_steps in schedules["configs"]:
+            params = [["w", [1], [0.0]]]
+            run = _OptimizerRun(original, params, lambda loss, _: original.create_optimizer(
+                loss, schedules["init_lr"], num_train_steps, num_warmup_steps, False))
+            zero = {"w": np.zeros(1, np.float32)}
+            outputs["schedules"].append(
+                [run.step(zero)[0] for _ in range(num_train_steps + schedules["extra_steps"])])
+    return dict(source=_source(), inputs=inputs, outputs=outputs)
+
+
+# --------------------------------------------------------------------------------------------
 # Official SQuAD evaluation scripts.
 # --------------------------------------------------------------------------------------------
 
@@ -432,6 +535,7 @@ def main(argv):
     _write("glue_features", make_glue_features())
     _write("squad_features", make_squad_features())
     _write("squad_predictions", make_squad_predictions())
+    _write("optimization", make_optimization())
     if FLAGS.squad_scripts_dir:
         _write("squad_scores", make_squad_scores(os.path.abspath(FLAGS.squad_scripts_dir)))
     else:
