@@ -512,8 +512,9 @@ def run(config: PretrainingDataConfig) -> dict:
 
 
 def _define_flags():
-    # Defined on demand (not at import) so that importing this module next to the vendored
-    # original script, which defines the same absl flags, does not clash.
+    # Defined on demand (not at import) so that importing this module next to google-research/bert's
+    # script (loaded from a checkout by benchmarks/original_bert.py), which defines the same absl
+    # flags, does not clash.
     from absl import flags  # pylint: disable=import-outside-toplevel
 
     flags.DEFINE_string("input_file", None, "Input text file(s): comma list of files or globs.")
