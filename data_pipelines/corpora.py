@@ -20,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import fcntl
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import warnings
 from typing import Iterable, Iterator
 
@@ -292,9 +295,13 @@ def prepare_default_pretraining_data(
 ) -> list[str]:
     """The default tiny pretraining data (stdlib docstrings), built once and then reused.
 
-    A manifest of the arguments (and the Python version, since the docstrings come from it)
-    sits beside the TFRecords; a call with the same arguments returns the existing files.
-    Returns the TFRecord paths.
+    Each set of arguments (and the Python version, since the docstrings come from it) has its
+    own folder under `output_dir`, named by their digest, with a manifest beside the TFRecords,
+    so runs with different arguments (a concurrent run, another run's final eval) never rebuild
+    each other's files. A folder is built under a temporary name and renamed into place when
+    complete, under a lock (`output_dir/.lock`), so a reader never sees half a build; a build
+    killed midway leaves a `.tmp-` folder that the next build removes. Returns the TFRecord
+    paths.
     """
     from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
 
@@ -311,15 +318,47 @@ def prepare_default_pretraining_data(
         python=sys.version.split()[0],
         format=1,
     )
-    manifest_path = os.path.join(output_dir, "manifest.json")
-    output_files = [
-        os.path.join(output_dir, "pretraining-00000-of-00002.tfrecord"),
-        os.path.join(output_dir, "pretraining-00001-of-00002.tfrecord"),
-    ]
-    if os.path.isfile(manifest_path) and all(os.path.isfile(f) for f in output_files):
-        with open(manifest_path) as reader:
-            if json.load(reader).get("arguments") == arguments:
-                return output_files
+    key = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:16]
+    final_dir = os.path.join(output_dir, f"default-corpus-{key}")
+    names = ["pretraining-00000-of-00002.tfrecord", "pretraining-00001-of-00002.tfrecord"]
+    output_files = [os.path.join(final_dir, name) for name in names]
+    if os.path.isfile(os.path.join(final_dir, "manifest.json")):
+        return output_files  # complete: the folder only appears once fully built
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        if os.path.isfile(os.path.join(final_dir, "manifest.json")):
+            return output_files  # another process built it while we waited
+        for name in os.listdir(output_dir):
+            if name.startswith(".tmp-"):  # left by a killed build (builds hold the lock)
+                shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        building = tempfile.mkdtemp(prefix=".tmp-", dir=output_dir)
+        try:
+            corpus_path = os.path.join(building, "stdlib_docstrings.txt")
+            write_documents(stdlib_docstring_documents(module_names), corpus_path)
+            summary = create_pretraining_data.run(
+                create_pretraining_data.PretrainingDataConfig(
+                    input_files=(corpus_path,),
+                    output_files=tuple(os.path.join(building, name) for name in names),
+                    vocab_file=vocab_file,
+                    max_seq_length=max_seq_length,
+                    max_predictions_per_seq=max_predictions_per_seq,
+                    random_seed=seed,
+                    dupe_factor=dupe_factor,
+                    num_workers=num_workers,
+                    progress=False,
+                )
+            )
+            summary["output_files"] = output_files
+            with open(os.path.join(building, "manifest.json"), "w") as writer:
+                json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
+            if os.path.isdir(final_dir):  # incomplete (no manifest): from an older layout
+                shutil.rmtree(final_dir)
+            os.rename(building, final_dir)
+        finally:
+            if os.path.isdir(building):
+                shutil.rmtree(building, ignore_errors=True)
+    return output_files
     corpus_path = os.path.join(output_dir, "stdlib_docstrings.txt")
     write_documents(stdlib_docstring_documents(module_names), corpus_path)
     summary = create_pretraining_data.run(

@@ -432,22 +432,60 @@ def _progress_bar(enabled: bool, **kwargs):
     return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
-def run(config: PretrainingDataConfig) -> dict:
-    """Creates the pretraining TFRecords; returns (and prints) a summary dict."""
+def validate_config(config: PretrainingDataConfig) -> None:
+    """Refuses flag values that would write useless or silently wrong data, each error naming
+    the flag and the values it accepts, and outputs that would overwrite an input."""
     if config.max_seq_length < 5:
         raise ValueError(
             f"max_seq_length={config.max_seq_length}: needs room for [CLS] A [SEP] B "
             "[SEP] with A and B non-empty (>= 5)"
         )
-    if not config.output_files:
-        raise ValueError("no output file given")
+    if config.max_predictions_per_seq < 1:
+        raise ValueError(f"max_predictions_per_seq={config.max_predictions_per_seq}: must be "
+                         ">= 1 (records without masked LM targets teach nothing)")
+    if config.dupe_factor < 1:
+        raise ValueError(f"dupe_factor={config.dupe_factor}: must be >= 1 (each document is "
+                         "written dupe_factor times with different masks)")
+    if not 0.0 < config.masked_lm_prob <= 1.0:
+        raise ValueError(f"masked_lm_prob={config.masked_lm_prob}: must be in (0, 1] "
+                         "(0.15 in BERT)")
+    if not 0.0 <= config.short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob={config.short_seq_prob}: must be in [0, 1]")
+    if config.num_workers < 0:
+        raise ValueError(f"num_workers={config.num_workers}: must be >= 0 (0: all cores)")
+    if config.block_tokens < 1:
+        raise ValueError(f"block_tokens={config.block_tokens}: must be >= 1")
+    outputs = [path for path in config.output_files if path.strip()]
+    if not outputs or len(outputs) < len(config.output_files):
+        raise ValueError(f"output_file={','.join(config.output_files)!r}: empty file name")
+    if len({os.path.realpath(path) for path in outputs}) < len(outputs):
+        raise ValueError(f"output_file names the same file twice: {outputs}")
+    inputs = {os.path.realpath(path) for path in expand_input_files(config.input_files)}
+    for path in outputs:
+        if os.path.realpath(path) in inputs:
+            raise ValueError(f"output file {path} is also an input file; writing it would "
+                             "replace the corpus with records")
+        if os.path.isdir(path):
+            raise ValueError(f"output file {path} is a folder")
+
+
+def run(config: PretrainingDataConfig) -> dict:
+    """Creates the pretraining TFRecords; returns (and prints) a summary dict.
+
+    The outputs are written all or nothing: a run that fails (or is killed) leaves any previous
+    files at those paths as they were, and a run that makes no instance writes nothing.
+    """
+    validate_config(config)
     start_time = time.perf_counter()
     load_tokenizer(config.vocab_file, config.do_lower_case)  # Fail early on a bad vocab.
     num_workers = config.num_workers or os.cpu_count() or 1
     config = dataclasses.replace(config, num_workers=num_workers)
     counters = collections.Counter()
     for path in config.output_files:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as error:
+            raise OSError(f"cannot create the folder of output file {path}: {error}") from None
     pool = _multiprocessing_context().Pool(num_workers) if num_workers > 1 else None
     try:
         with tempfile.TemporaryDirectory(
@@ -477,6 +515,13 @@ def run(config: PretrainingDataConfig) -> dict:
                     writer.write(framed, framed_lengths)
                     counters.update(statistics)
                     bar.update(statistics["instances"])
+                if not counters["instances"]:
+                    # Raised inside the writer: no output file is replaced by an empty one.
+                    raise ValueError(
+                        f"no training instance from {counters['documents']} document(s) "
+                        f"({counters['sentences']} sentences) of {list(config.input_files)}; "
+                        "documents are separated by blank lines and need at least two "
+                        "sentences (lines) for next-sentence pairs")
                 output_bytes = writer.bytes_written
     finally:
         if pool is not None:

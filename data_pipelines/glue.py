@@ -190,10 +190,17 @@ def read_tsv_examples(glue_dir: str, task_name: str, split: str) -> list[GlueExa
     with open(path, encoding="utf-8", newline="") as tsv_file:
         # GLUE text holds bare quote characters: they are text, never CSV quoting.
         rows = csv.reader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header_width = None
         for line_number, row in enumerate(rows, start=1):
             if has_header and line_number == 1:
+                header_width = len(row)
                 continue
             where = f"{path}, line {line_number}"
+            if header_width is not None and len(row) > header_width:
+                # A tab inside a text field shifts every later column: the label would be read
+                # from the wrong column (the last one, for RTE) and text_b cut.
+                raise ValueError(f"{where}: {len(row)} tab-separated columns, the header has "
+                                 f"{header_width}; a tab inside a text field?")
             needed = max(c for c in (text_a_column, text_b_column) if c is not None)
             if not is_test:
                 needed = max(needed, task.tsv_label_column)

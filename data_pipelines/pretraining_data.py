@@ -92,11 +92,13 @@ def pretraining_batches(
             max_seq_length=spec.max_seq_length,
             max_predictions_per_seq=spec.max_predictions_per_seq,
             dupe_factor=spec.dupe_factor, seed=spec.seed)
+    files = pretraining_input.expand_file_patterns(files)
     dataset = pretraining_input.make_pretraining_dataset(
         files, per_host_batch_size, spec.max_seq_length, spec.max_predictions_per_seq,
         is_training=is_training, seed=seed, start_step=start_step,
         process_index=process_index, process_count=process_count)
-    return dataset.as_numpy_iterator()
+    # Damaged files are named (tf.data gives an offset only); a slow first batch is reported.
+    return pretraining_input.named_read_errors(dataset.as_numpy_iterator(), files)
 
 
 def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, process_index,
