@@ -141,6 +141,14 @@ _ASCII_WORD_PATTERN = re.compile(r"[0-9A-Za-z]+|[!-/:-@\[-`{-~]")
 # Vocab.
 
 
+def _decodes(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, int]:
     """Reads a BERT vocab.txt (one token per line, id = line number) into token -> id.
 
@@ -154,6 +162,14 @@ def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, in
                 vocab[line.strip()] = index
     except FileNotFoundError as error:
         raise FileNotFoundError(f"vocab file not found: {vocab_file}") from error
+    except UnicodeDecodeError as error:
+        # Text mode decodes in chunks, so the error has no line: find it (only on this path).
+        with open(vocab_file, "rb") as reader:
+            line_number = next((n for n, raw in enumerate(reader, start=1)
+                                if not _decodes(raw)), "?")
+        raise ValueError(f"vocab file {vocab_file}, line {line_number}: not UTF-8 "
+                         f"({error.reason}); a vocab.txt is UTF-8 text, one token a line") \
+            from None
     if not vocab:
         raise ValueError(f"vocab file {vocab_file} is empty")
     return vocab

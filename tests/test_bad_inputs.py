@@ -1,0 +1,418 @@
+"""The bad-input catalogue: what bertjax says when it is given something wrong.
+
+Each row of CASES is one bad input: a short id, a function that lays out the input under a
+temporary folder and returns the call that must fail, the exception and the text of the error
+(a regex: it names the file, record, field or key, and what was expected), and the files that
+must be byte for byte unchanged afterwards (a failed run never destroys what was there).
+Read it as a table: `python -m pytest tests/test_bad_inputs.py -q --collect-only` lists the ids.
+
+Below the table: the cases that are not a single raising call (the default-corpus cache, the
+metrics history on resume, SIGTERM before the first step, the command-line exit status).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from bertjax import checkpointing, convert, finetune, metric_logging, modeling, trainer
+from bertjax.config import BertConfig
+from data_pipelines import (corpora, create_pretraining_data, glue, pretraining_data,
+                            pretraining_input, squad, storage, tfrecord_writer, tokenization)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+S, P, V = 16, 4, 64  # the tiny records' max_seq_length, max_predictions_per_seq, vocab size
+TINY = BertConfig(vocab_size=V, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=32, max_position_embeddings=32)
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "a",
+         "dog", "ran", ".", "it", "was", "big"]
+CORPUS = ("the cat sat on the mat .\nit was big .\na dog ran .\n\n"
+          "the dog sat .\nthe cat ran on a mat .\nit was a big cat .\n")
+
+
+# ------------------------------------------------------------------------------ input helpers
+def write(path, content: str | bytes) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as writer:
+        writer.write(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+def records(path, n: int = 8, seq_len: int = S, top_id: int = V - 1) -> str:
+    """n original-format pretraining records (the seven features) written to `path`."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, V, size=[n, seq_len])
+    ids[0, 1] = top_id
+    arrays = dict(input_ids=ids, input_mask=np.ones([n, seq_len], np.int64),
+                  segment_ids=np.zeros([n, seq_len], np.int64),
+                  masked_lm_positions=np.tile(np.arange(1, P + 1), [n, 1]),
+                  masked_lm_ids=rng.integers(5, V, size=[n, P]),
+                  masked_lm_weights=np.ones([n, P], np.float32),
+                  next_sentence_labels=np.zeros([n, 1], np.int64))
+    framed, _ = tfrecord_writer.encode_tfrecords(arrays)
+    return write(path, framed.tobytes())
+
+
+def first_batches(files: str, vocab_size: int | None = None, steps: int = 3):
+    """The first batches of a training stream over `files` (S, P as the tiny records)."""
+    spec = pretraining_data.PretrainingDataSpec(input_files=files, max_seq_length=S,
+                                                max_predictions_per_seq=P)
+    if vocab_size is not None:
+        dataset = pretraining_input.make_pretraining_dataset(
+            files, 4, S, P, is_training=True, seed=0, vocab_size=vocab_size)
+        stream = dataset.as_numpy_iterator()
+    else:
+        stream = pretraining_data.pretraining_batches(spec, per_host_batch_size=4)
+    return [next(stream) for _ in range(steps)]
+
+
+def cpd_config(tmp, **overrides) -> create_pretraining_data.PretrainingDataConfig:
+    values = dict(input_files=(write(tmp / "corpus.txt", CORPUS),),
+                  output_files=(str(tmp / "out.tfrecord"),),
+                  vocab_file=write(tmp / "vocab.txt", "\n".join(VOCAB) + "\n"),
+                  max_seq_length=16, max_predictions_per_seq=3, dupe_factor=2, num_workers=1,
+                  progress=False)
+    values.update(overrides)
+    return create_pretraining_data.PretrainingDataConfig(**values)
+
+
+def cpd_with_previous_output(tmp, **overrides):
+    """A good output from an earlier run, then the call of a run that must fail."""
+    create_pretraining_data.run(cpd_config(tmp))
+    return lambda: create_pretraining_data.run(cpd_config(tmp, **overrides))
+
+
+def squad_file(tmp, edit: Callable[[dict], None]) -> str:
+    with open(os.path.join(FIXTURES, "squad", "tiny-v1.1.json")) as reader:
+        contents = json.load(reader)
+    edit(contents["data"][0]["paragraphs"][0])
+    return write(tmp / "squad.json", json.dumps(contents))
+
+
+def squad_prepare(tmp, *, train_edit=None, eval_edit=None):
+    """finetune_data.prepare for SQuAD: everything before training (reading, checks, features)."""
+    from bertjax import finetune_data
+    from experiments.finetune import squad as squad_experiment
+
+    config = squad_experiment.get_config("version=v1.1,runlocal")
+    fixture = os.path.join(FIXTURES, "squad", "tiny-v1.1.json")
+    config.data.train_file = squad_file(tmp / "train", train_edit) if train_edit else fixture
+    config.data.eval_file = squad_file(tmp / "eval", eval_edit) if eval_edit else fixture
+    tokenizer = tokenization.FullTokenizer(corpora.default_vocab_file(), do_lower_case=True)
+    return lambda: finetune_data.prepare(config, TINY, tokenizer)
+
+
+def glue_rte(tmp, row: str) -> str:
+    write(tmp / "glue" / "RTE" / "train.tsv", "index\tsentence1\tsentence2\tlabel\n" + row + "\n")
+    return str(tmp / "glue")
+
+
+def tiny_params(head=modeling.BertForPreTraining):
+    ids = jnp.ones([1, 8], jnp.int32)
+    return nn.unbox(head(TINY).init(jax.random.PRNGKey(0), ids)["params"])
+
+
+def truncated(path: str, keep: float = 0.5) -> None:
+    size = os.path.getsize(path)
+    with open(path, "r+b") as file:
+        file.truncate(int(size * keep))
+
+
+def hf_truncated(tmp):
+    convert.save_hf(TINY, jax.device_get(tiny_params()), str(tmp / "hf"))
+    truncated(str(tmp / "hf" / "model.safetensors"))
+    return lambda: convert.load_hf(str(tmp / "hf"))
+
+
+def tf_truncated(tmp):
+    prefix = str(tmp / "tf" / "bert_model.ckpt")
+    convert.save_tf_checkpoint(TINY, jax.device_get(tiny_params()), prefix)
+    convert.write_config(TINY, str(tmp / "tf" / "bert_config.json"))
+    data = [name for name in os.listdir(tmp / "tf") if ".data-" in name][0]
+    truncated(str(tmp / "tf" / data))
+    return lambda: convert.load_tf_checkpoint(prefix, str(tmp / "tf" / "bert_config.json"))
+
+
+def bertjax_truncated(tmp):
+    convert.save_checkpoint(TINY, jax.device_get(tiny_params()), str(tmp / "ckpt"))
+    for root, _, names in os.walk(tmp / "ckpt" / "params"):
+        for name in names:
+            if name != "_METADATA" and os.path.getsize(os.path.join(root, name)) > 0:
+                write(os.path.join(root, name), b"garbage")
+    return lambda: convert.load_checkpoint(str(tmp / "ckpt"))
+
+
+def loop_config(**overrides):
+    config = ml_collections.ConfigDict(dict(log_every_steps=1, checkpoint_every_steps=0,
+                                            eval_every_steps=0, nan_policy="stop"))
+    config.update(overrides)
+    return config
+
+
+def model_call(input_ids, token_type_ids=None, jit=False):
+    model = modeling.BertModel(TINY)
+    params = model.init(jax.random.PRNGKey(0), jnp.ones([2, 8], jnp.int32))["params"]
+
+    def apply(params, ids, types):
+        return model.apply({"params": params}, ids, types)
+
+    if jit:
+        return lambda: modeling.checked(jax.jit(apply))(params, input_ids, token_type_ids)
+    return lambda: apply(params, input_ids, token_type_ids)
+
+
+# ------------------------------------------------------------------------------ the catalogue
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """arrange(tmp) lays out the bad input and returns the call that must raise `error` with a
+    message matching `message`; `untouched` are paths under tmp whose bytes must not change."""
+    id: str
+    arrange: Callable
+    error: type | tuple
+    message: str
+    untouched: tuple[str, ...] = ()
+
+
+IDS_OUT = np.array([[2, 5, V + 7, 3]])
+CASES = [
+    # Pretraining TFRecords (issue items 1 and 6): empty, garbage and truncated files are named.
+    Case("tfrecord: empty (0-byte) file, used to hang", lambda t: (
+        records(t / "d" / "a.tfrecord"), write(t / "d" / "b.tfrecord", b""),
+        lambda: first_batches(str(t / "d" / "*.tfrecord")))[-1],
+         pretraining_input.CorruptRecordError, r"b\.tfrecord: empty TFRecord file \(0 bytes",
+         ("d/a.tfrecord", "d/b.tfrecord")),
+    Case("tfrecord: garbage bytes", lambda t: (
+        write(t / "g.tfrecord", b"this is not a TFRecord file at all" * 3),
+        lambda: first_batches(str(t / "g.tfrecord")))[-1],
+         pretraining_input.CorruptRecordError, r"g\.tfrecord: not a readable TFRecord file"),
+    Case("tfrecord: truncated copy (damage after the first record)", lambda t: (
+        records(t / "ok.tfrecord", n=16), records(t / "cut.tfrecord", n=16),
+        truncated(str(t / "cut.tfrecord"), 0.7),
+        lambda: first_batches(f"{t}/ok.tfrecord,{t}/cut.tfrecord", steps=20))[-1],
+         pretraining_input.CorruptRecordError, r"damaged TFRecord file .*cut\.tfrecord",
+         ("ok.tfrecord", "cut.tfrecord")),
+    Case("tfrecord: pattern matches no file", lambda t: (
+        lambda: first_batches(str(t / "missing-*.tfrecord"))),
+         FileNotFoundError, r"pretraining file pattern .*missing-\*\.tfrecord.* matches no file"),
+    Case("tfrecord: written with another max_seq_length", lambda t: (
+        records(t / "s32.tfrecord", seq_len=32), lambda: first_batches(str(t / "s32.tfrecord")))[-1],
+         ValueError, r"s32\.tfrecord: first record does not match max_seq_length=16"),
+    Case("tfrecord: token id >= vocab_size", lambda t: (
+        records(t / "big.tfrecord", top_id=V + 3),
+        lambda: first_batches(str(t / "big.tfrecord"), vocab_size=V))[-1],
+         Exception, r"input_ids has a value >= 64"),
+
+    # create_pretraining_data (items 3 and 4): validated flags, atomic outputs.
+    Case("create_pretraining_data: output file is the input file", lambda t: (
+        cpd_config(t), lambda: create_pretraining_data.run(
+            cpd_config(t, output_files=(str(t / "corpus.txt"),))))[-1],
+         ValueError, r"output file .*corpus\.txt is also an input file", ("corpus.txt",)),
+    Case("create_pretraining_data: dupe_factor 0", lambda t: cpd_with_previous_output(
+        t, dupe_factor=0), ValueError, r"dupe_factor=0: must be >= 1", ("out.tfrecord",)),
+    Case("create_pretraining_data: max_predictions_per_seq 0", lambda t: cpd_with_previous_output(
+        t, max_predictions_per_seq=0), ValueError, r"max_predictions_per_seq=0: must be >= 1",
+         ("out.tfrecord",)),
+    Case("create_pretraining_data: max_predictions_per_seq negative", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(t, max_predictions_per_seq=-3))),
+         ValueError, r"max_predictions_per_seq=-3: must be >= 1"),
+    Case("create_pretraining_data: masked_lm_prob 0", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(t, masked_lm_prob=0.0))),
+         ValueError, r"masked_lm_prob=0.0: must be in \(0, 1\]"),
+    Case("create_pretraining_data: masked_lm_prob 1.5", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(t, masked_lm_prob=1.5))),
+         ValueError, r"masked_lm_prob=1.5: must be in \(0, 1\]"),
+    Case("create_pretraining_data: masked_lm_prob negative", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(t, masked_lm_prob=-0.1))),
+         ValueError, r"masked_lm_prob=-0.1"),
+    Case("create_pretraining_data: max_seq_length 4", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(t, max_seq_length=4))),
+         ValueError, r"max_seq_length=4: needs room for \[CLS\] A \[SEP\] B \[SEP\]"),
+    Case("create_pretraining_data: failed run keeps the previous output", lambda t: (
+        create_pretraining_data.run(cpd_config(t)),
+        write(t / "bad.txt", b"the cat\n\xff\xfe sat\n"),
+        lambda: create_pretraining_data.run(cpd_config(t, input_files=(str(t / "bad.txt"),))))[-1],
+         create_pretraining_data.InvalidUtf8Error, r"bad\.txt:2: not valid UTF-8",
+         ("out.tfrecord",)),
+    Case("create_pretraining_data: blank-line corpus keeps the previous output", lambda t: (
+        create_pretraining_data.run(cpd_config(t)), write(t / "blank.txt", "\n  \n\n"),
+        lambda: create_pretraining_data.run(cpd_config(t, input_files=(str(t / "blank.txt"),))))[-1],
+         ValueError, r"no documents in .*blank\.txt.\]: every line is blank", ("out.tfrecord",)),
+    Case("create_pretraining_data: input pattern matches nothing", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(t, input_files=(str(t / "no*.txt"),)))),
+         FileNotFoundError, r"input file pattern .*no\*\.txt.* matches no file"),
+    Case("create_pretraining_data: vocab without [MASK]", lambda t: (
+        cpd_config(t), write(t / "v.txt", "\n".join(VOCAB[:4] + VOCAB[5:])),
+        lambda: create_pretraining_data.run(cpd_config(t, vocab_file=str(t / "v.txt"))))[-1],
+         ValueError, r"v\.txt lacks the special token\(s\) \['\[MASK\]'\]"),
+    Case("create_pretraining_data: the same output twice", lambda t: (
+        lambda: create_pretraining_data.run(cpd_config(
+            t, output_files=(str(t / "o.tfrecord"), str(t / "o.tfrecord"))))),
+         ValueError, r"output_file names the same file twice"),
+
+    # Vocabularies and tokenization.
+    Case("vocab: missing file", lambda t: (
+        lambda: tokenization.FullTokenizer(str(t / "nope.txt"))),
+         FileNotFoundError, r"vocab file not found: .*nope\.txt"),
+    Case("vocab: empty file", lambda t: (
+        write(t / "empty.txt", ""), lambda: tokenization.FullTokenizer(str(t / "empty.txt")))[-1],
+         ValueError, r"vocab file .*empty\.txt is empty"),
+    Case("vocab: not UTF-8", lambda t: (
+        write(t / "latin1.txt", "[PAD]\n[UNK]\ncaf\xe9\n".encode("latin-1")),
+        lambda: tokenization.FullTokenizer(str(t / "latin1.txt")))[-1],
+         ValueError, r"latin1\.txt, line 3: not UTF-8"),
+    Case("vocab: no [UNK]", lambda t: (
+        write(t / "nounk.txt", "[PAD]\nthe\n"),
+        lambda: tokenization.FullTokenizer(str(t / "nounk.txt")))[-1],
+         ValueError, r"nounk\.txt has no \[UNK\] token"),
+
+    # SQuAD (item 5): structure checked, naming the question, before any training.
+    Case("squad: training question without answers", lambda t: squad_prepare(
+        t, train_edit=lambda p: p["qas"][0].pop("answers")),
+         ValueError, r"train/squad\.json: question '[^']+' has no 'answers' list"),
+    Case("squad: eval question without answers (was: crash after training)", lambda t:
+         squad_prepare(t, eval_edit=lambda p: p["qas"][1].pop("answers")),
+         ValueError, r"eval/squad\.json: question '[^']+' has no 'answers' list"),
+    Case("squad: paragraph without context", lambda t: squad_prepare(
+        t, train_edit=lambda p: p.pop("context")),
+         ValueError, r"squad\.json: article 0, paragraph 0 has no 'context' string"),
+    Case("squad: question without id", lambda t: squad_prepare(
+        t, train_edit=lambda p: p["qas"][0].pop("id")),
+         ValueError, r"squad\.json: article 0, paragraph 0, question 0 has no 'id'"),
+    Case("squad: answer without answer_start", lambda t: (
+        lambda: squad.validate_dataset(
+            [{"paragraphs": [{"context": "a b", "qas": [
+                {"id": "q7", "question": "?", "answers": [{"text": "a"}]}]}]}],
+            "mem.json", needs_answers=True)),
+         ValueError, r"mem\.json: question 'q7': each answer needs 'text' \(string\) and "
+                     r"'answer_start'"),
+    Case("squad: not JSON", lambda t: (
+        write(t / "x.json", "{not json"), lambda: squad.load_squad_json(str(t / "x.json")))[-1],
+         ValueError, r"x\.json: not a UTF-8 JSON file"),
+    Case("squad: no data key", lambda t: (
+        write(t / "x.json", "{}"), lambda: squad.load_squad_json(str(t / "x.json")))[-1],
+         ValueError, r"x\.json: no 'data' key"),
+
+    # GLUE TSV (item 11).
+    Case("glue: a tab inside a text field (RTE)", lambda t: (
+        lambda: glue.read_tsv_examples(glue_rte(t, "0\tA\tB\tpart\tentailment"), "rte", "train")),
+         ValueError, r"RTE/train\.tsv, line 2: 5 tab-separated columns, the header has 4"),
+    Case("glue: unknown label", lambda t: (
+        lambda: glue.read_tsv_examples(glue_rte(t, "0\tA\tB\tmaybe"), "rte", "train")),
+         ValueError, r"RTE/train\.tsv, line 2: label 'maybe' is not one of"),
+    Case("glue: missing file", lambda t: (
+        lambda: glue.read_tsv_examples(str(t / "glue"), "rte", "validation")),
+         FileNotFoundError, r"RTE/dev\.tsv"),
+    Case("glue: unknown split", lambda t: (
+        lambda: glue.read_tsv_examples(str(t), "rte", "dev")),
+         ValueError, r"GLUE rte has no split 'dev'"),
+
+    # Model inputs (item 11): dtype, shape and id range, also under jit in the checked mode.
+    Case("model: float input_ids", lambda t: model_call(jnp.ones([2, 8], jnp.float32)),
+         ValueError, r"input_ids has dtype float32; expected integers"),
+    Case("model: input_ids >= vocab_size", lambda t: model_call(jnp.asarray(IDS_OUT)),
+         ValueError, r"input_ids has value 71 at index \(0, 2\); expected 0 <= input_ids < 64"),
+    Case("model: input_ids >= vocab_size under jit (modeling.checked)", lambda t: model_call(
+        jnp.asarray(IDS_OUT), jit=True),
+         Exception, r"input_ids has a value outside \[0, 64\) \(max 71"),
+    Case("model: input_ids of rank 1", lambda t: model_call(jnp.ones([8], jnp.int32)),
+         ValueError, r"input_ids must be \[B, S\]; got shape \(8,\)"),
+    Case("model: token_type_ids of another shape", lambda t: model_call(
+        jnp.ones([2, 8], jnp.int32), jnp.zeros([2, 7], jnp.int32)),
+         ValueError, r"token_type_ids has shape \(2, 7\); input_ids has \(2, 8\)"),
+    Case("model: sequence longer than max_position_embeddings", lambda t: model_call(
+        jnp.ones([1, 40], jnp.int32)),
+         ValueError, r"sequence length 40 > max_position_embeddings 32"),
+
+    # Checkpoints (item 6): damaged files are named.
+    Case("checkpoint: truncated model.safetensors", hf_truncated,
+         ValueError, r"hf/model\.safetensors: not a readable safetensors file"),
+    Case("checkpoint: truncated TF .data file", tf_truncated,
+         ValueError, r"tf/bert_model\.ckpt: (cannot read variable|not a readable TF checkpoint)"),
+    Case("checkpoint: damaged bertjax params", bertjax_truncated,
+         ValueError, r"ckpt/params: not a readable bertjax checkpoint"),
+    Case("checkpoint: config.json is not JSON", lambda t: (
+        write(t / "c" / "config.json", "{"), lambda: convert.read_config(str(t / "c" / "config.json")))[-1],
+         ValueError, r"c/config\.json: not valid JSON"),
+    Case("checkpoint: config.json without hidden_size", lambda t: (
+        write(t / "c" / "config.json", '{"vocab_size": 5}'),
+        lambda: convert.read_config(str(t / "c" / "config.json")))[-1],
+         ValueError, r"missing BERT config fields \['hidden_size'"),
+
+    # The training loop (items 2, 7, 8).
+    Case("resume: batch size changed", lambda t: (
+        lambda: checkpointing.check_identity({"batch_size": 32, "seed": 1},
+                                             {"batch_size": 16, "seed": 1}, [], "W/checkpoints")),
+         ValueError, r"(?s)W/checkpoints holds a checkpoint of a different experiment.*batch_size: checkpoint 32, this run 16.*allow_resume_changes=batch_size"),
+    Case("resume: optimizer changed", lambda t: (
+        lambda: checkpointing.check_identity({"optimizer": {"name": "adamw"}},
+                                             {"optimizer": {"name": "lamb"}}, [], "W")),
+         ValueError, r"optimizer\.name: checkpoint 'adamw', this run 'lamb'"),
+    Case("loop: log_every_steps 0", lambda t: (
+        lambda: trainer.validate_loop_config(loop_config(log_every_steps=0))),
+         ValueError, r"config\.log_every_steps=0: must be >= 1"),
+    Case("loop: checkpoint_every_steps negative", lambda t: (
+        lambda: trainer.validate_loop_config(loop_config(checkpoint_every_steps=-1))),
+         ValueError, r"config\.checkpoint_every_steps=-1: must be >= 0"),
+    Case("loop: unknown nan_policy", lambda t: (
+        lambda: trainer.validate_loop_config(loop_config(nan_policy="ignore"))),
+         ValueError, r"config\.nan_policy='ignore'; expected 'stop' or 'skip'"),
+    Case("finetune: training set smaller than one batch", lambda t: (
+        lambda: finetune.num_train_steps_of(ml_collections.ConfigDict(dict(
+            batch_size=32, num_train_steps=0, num_train_epochs=3)), 20)),
+         ValueError, r"20 examples, fewer than one batch \(config\.batch_size=32\)"),
+    Case("finetune: epochs round to no step", lambda t: (
+        lambda: finetune.num_train_steps_of(ml_collections.ConfigDict(dict(
+            batch_size=8, num_train_steps=0, num_train_epochs=0.1)), 40)),
+         ValueError, r"num_train_epochs=0.1 x 5 steps per epoch .* is less than one step"),
+    Case("sweep: training set smaller than one batch", lambda t: (
+        lambda: __import__("bertjax.sweep").sweep.num_train_steps(
+            {"input_ids": np.zeros([3, 8], np.int32)}, 4, 3)),
+         ValueError, r"3 training examples in batches of 4 is no step"),
+
+    # Paths: unwritable outputs and odd inputs.
+    Case("output under a file", lambda t: (
+        write(t / "f", "x"), lambda: storage.write_text(str(t / "f" / "out.json"), "{}"))[-1],
+         storage.StorageError, r"f is a file; a folder is needed there", ("f",)),
+    Case("input is a folder", lambda t: (
+        os.makedirs(t / "dir"), lambda: storage.expand_patterns(str(t / "dir")))[-1],
+         FileNotFoundError, r"matches no file \(it is a folder\)"),
+    Case("metrics.jsonl: a bad line that is not the last", lambda t: (
+        write(t / "metrics.jsonl", '{"step": 1}\n{oops\n{"step": 2}\n'),
+        lambda: metric_logging.read_jsonl(str(t / "metrics.jsonl")))[-1],
+         ValueError, r"metrics\.jsonl: line 2 is not JSON", ("metrics.jsonl",)),
+]
+
+
+def _digests(tmp, paths):
+    return {p: hashlib.sha256((tmp / p).read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input(case, tmp_path):
+    call = case.arrange(tmp_path)
+    before = _digests(tmp_path, case.untouched)
+    with pytest.raises(case.error, match=case.message):
+        call()
+    assert _digests(tmp_path, case.untouched) == before
+    leftovers = [os.path.join(root, name) for root, dirs, names in os.walk(tmp_path)
+                 for name in names + dirs if ".tmp-" in name or name.startswith("bertjax_corpus_")]
+    assert not leftovers, leftovers  # no temporary file or folder is left behind
+
+
+def test_the_catalogue_is_large_enough():
+    assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
