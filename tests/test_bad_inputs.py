@@ -416,3 +416,127 @@ def test_bad_input(case, tmp_path):
 
 def test_the_catalogue_is_large_enough():
     assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
+
+
+# ------------------------------------------------------------------------------ beyond the table
+def _child_env():
+    return {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
+            "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_sigterm_before_the_first_step_ends_the_run(tmp_path):
+    """A run stuck reading its input (here a FIFO nobody writes) ends on SIGTERM with a
+    non-zero status, and nothing is written to its workdir (no checkpoint, no metrics)."""
+    os.makedirs(tmp_path / "data")
+    fifo = str(tmp_path / "data" / "stuck.tfrecord")
+    os.mkfifo(fifo)
+    workdir = tmp_path / "work"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bertjax.main", "--config=experiments/pretrain_tiny.py:runlocal",
+         f"--workdir={workdir}", "--config.data.source=tfrecord",
+         f"--config.data.input_files={tmp_path}/data/*.tfrecord"],
+        cwd=REPO, env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    writer = None
+    try:
+        while writer is None:  # the FIFO opens for writing once the run is reading it
+            assert child.poll() is None, child.stderr.read().decode()[-3000:]
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        status = child.wait(timeout=120)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if child.poll() is None:
+            child.kill()
+    assert status != 0  # -15: the default action of SIGTERM
+    # No checkpoint and no metrics: the same command starts afresh (TensorBoard's event file
+    # holds only its header).
+    assert not os.listdir(workdir / "checkpoints")
+    assert not (workdir / "metrics.jsonl").exists()
+
+
+def test_create_pretraining_data_cli_refuses_its_input_as_output(tmp_path):
+    config = cpd_config(tmp_path)
+    before = (tmp_path / "corpus.txt").read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "data_pipelines.create_pretraining_data",
+         f"--input_file={tmp_path}/corpus.txt", f"--output_file={tmp_path}/corpus.txt",
+         f"--vocab_file={config.vocab_file}", "--num_workers=1", "--noprogress"],
+        cwd=REPO, env=_child_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "is also an input file" in result.stderr
+    assert (tmp_path / "corpus.txt").read_bytes() == before
+
+
+def test_default_corpus_cache_is_built_atomically(tmp_path, monkeypatch):
+    """A killed build leaves a .tmp- folder that the next build removes; a failing build leaves
+    nothing; a finished build is never rebuilt or replaced by a build with other arguments."""
+    arguments = dict(max_seq_length=32, max_predictions_per_seq=4, dupe_factor=1,
+                     module_names=("bisect",), num_workers=1)
+    stale = tmp_path / ".tmp-killedbuild"
+    write(stale / "pretraining-00000-of-00002.tfrecord", b"half")
+
+    def fail(config):
+        raise RuntimeError("killed mid-build")
+
+    monkeypatch.setattr(create_pretraining_data, "run", fail)
+    with pytest.raises(RuntimeError, match="killed mid-build"):
+        corpora.prepare_default_pretraining_data(str(tmp_path), **arguments)
+    assert sorted(os.listdir(tmp_path)) == [".lock"]  # the stale folder and ours are gone
+    monkeypatch.undo()
+    files = corpora.prepare_default_pretraining_data(str(tmp_path), **arguments)
+    digests = _digests(tmp_path, [os.path.relpath(f, tmp_path) for f in files])
+    other = corpora.prepare_default_pretraining_data(str(tmp_path), **{**arguments,
+                                                                        "dupe_factor": 2})
+    assert os.path.dirname(other[0]) != os.path.dirname(files[0])
+    assert _digests(tmp_path, [os.path.relpath(f, tmp_path) for f in files]) == digests
+    assert corpora.prepare_default_pretraining_data(str(tmp_path), **arguments) == files
+
+
+def test_metrics_history_survives_a_torn_line_and_resume(tmp_path):
+    """A kill mid-append leaves a torn last line: resume drops it (and the records of steps
+    that will run again) by an atomic rewrite; TensorBoard keeps each step once."""
+    logger = metric_logging.MetricLogger(str(tmp_path), 4, tensorboard=True)
+    for step in (1, 2, 3):
+        logger.write(step, {"loss": float(step)})
+    logger.close()
+    with open(tmp_path / "metrics.jsonl", "a") as file:
+        file.write('{"step": 4, "split": "tr')  # torn
+    logger = metric_logging.MetricLogger(str(tmp_path), 4, initial_step=2, tensorboard=True)
+    logger.write(3, {"loss": 30.0})
+    logger.close()
+    records = metric_logging.read_jsonl(str(tmp_path / "metrics.jsonl"))
+    assert [(r["step"], r["loss"]) for r in records] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+    steps = [event_pb2.Event.FromString(r).step
+             for path in storage.glob(str(tmp_path / "tensorboard" / "events.out.tfevents*"))
+             for r in tf.data.TFRecordDataset(path).as_numpy_iterator()
+             if event_pb2.Event.FromString(r).HasField("summary")]
+    assert sorted(steps) == [1, 2, 3]
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+
+
+def test_checkpoint_and_log_intervals_of_zero_run(tmp_path):
+    """checkpoint_every_steps=0 (only at the end) and eval_every_steps=0 used to divide by zero
+    after compilation; now a tiny program runs to the end and saves once."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+
+    def batches(start):
+        while True:
+            yield {"x": np.ones([2], np.float32)}
+
+    program = trainer.Program(
+        kind="pretrain", mesh=mesh, num_train_steps=3,
+        init_state=lambda: {"w": jnp.zeros([2])}, abstract_state=None,
+        step=jax.jit(lambda s, b: ({"w": s["w"] + b["x"]}, {"loss": jnp.sum(s["w"])})),
+        batches=batches, to_device=lambda b: b, identity={}, stop_on_nonfinite=False)
+    config = ml_collections.ConfigDict(dict(
+        log_every_steps=1, eval_every_steps=0, checkpoint_every_steps=0, keep_checkpoints=2,
+        async_checkpoints=False, nan_policy="stop", tensorboard=False, allow_resume_changes=""))
+    outcome = trainer.train(program, config, str(tmp_path))
+    assert float(outcome["train"]["loss"]) == 4.0  # w = 2 before the third step: 2 + 2
+    assert os.listdir(tmp_path / "checkpoints") == ["3"]
