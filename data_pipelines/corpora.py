@@ -359,21 +359,3 @@ def prepare_default_pretraining_data(
             if os.path.isdir(building):
                 shutil.rmtree(building, ignore_errors=True)
     return output_files
-    corpus_path = os.path.join(output_dir, "stdlib_docstrings.txt")
-    write_documents(stdlib_docstring_documents(module_names), corpus_path)
-    summary = create_pretraining_data.run(
-        create_pretraining_data.PretrainingDataConfig(
-            input_files=(corpus_path,),
-            output_files=tuple(output_files),
-            vocab_file=vocab_file,
-            max_seq_length=max_seq_length,
-            max_predictions_per_seq=max_predictions_per_seq,
-            random_seed=seed,
-            dupe_factor=dupe_factor,
-            num_workers=num_workers,
-            progress=False,
-        )
-    )
-    with open(manifest_path, "w") as writer:
-        json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
-    return output_files
