@@ -342,7 +342,7 @@ CASES = [
     Case("checkpoint: truncated model.safetensors", hf_truncated,
          ValueError, r"hf/model\.safetensors: not a readable safetensors file"),
     Case("checkpoint: truncated TF .data file", tf_truncated,
-         ValueError, r"tf/bert_model\.ckpt: (cannot read variable|not a readable TF checkpoint)"),
+         ValueError, r"tf/bert_model\.ckpt: cannot read variable .*the \.data file is damaged or truncated"),
     Case("checkpoint: damaged bertjax params", bertjax_truncated,
          ValueError, r"ckpt/params: not a readable bertjax checkpoint"),
     Case("checkpoint: config.json is not JSON", lambda t: (
@@ -456,6 +456,34 @@ def test_sigterm_before_the_first_step_ends_the_run(tmp_path):
     # holds only its header).
     assert not os.listdir(workdir / "checkpoints")
     assert not (workdir / "metrics.jsonl").exists()
+
+
+def test_a_slow_first_batch_is_reported_naming_the_files():
+    """While the first batch is awaited, a warning naming the files repeats (no silent wait):
+    the stream below yields only once that warning was logged."""
+    import logging
+    import threading
+
+    warned = threading.Event()
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            if "still reading the first batch" in record.getMessage() and \
+                    "slow.tfrecord" in record.getMessage():
+                warned.set()
+
+    def slow_stream():
+        assert warned.wait(timeout=300), "no progress warning was logged"
+        yield "batch"
+
+    handler = Handler()
+    logging.getLogger().addHandler(handler)
+    try:
+        stream = pretraining_input.named_read_errors(slow_stream(), ["/data/slow.tfrecord"],
+                                                     wait_warning_seconds=0.01)
+        assert list(stream) == ["batch"]
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 def test_create_pretraining_data_cli_refuses_its_input_as_output(tmp_path):
