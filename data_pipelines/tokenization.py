@@ -36,6 +36,8 @@ import re
 import unicodedata
 from typing import Iterable, Sequence
 
+from data_pipelines import storage
+
 UNK_TOKEN = "[UNK]"
 # The original's default; HF transformers' BertTokenizer uses 100 instead.
 ORIGINAL_MAX_INPUT_CHARS_PER_WORD = 200
@@ -141,14 +143,6 @@ _ASCII_WORD_PATTERN = re.compile(r"[0-9A-Za-z]+|[!-/:-@\[-`{-~]")
 # Vocab.
 
 
-def _decodes(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
 def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, int]:
     """Reads a BERT vocab.txt (one token per line, id = line number) into token -> id.
 
@@ -163,13 +157,7 @@ def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, in
     except FileNotFoundError as error:
         raise FileNotFoundError(f"vocab file not found: {vocab_file}") from error
     except UnicodeDecodeError as error:
-        # Text mode decodes in chunks, so the error has no line: find it (only on this path).
-        with open(vocab_file, "rb") as reader:
-            line_number = next((n for n, raw in enumerate(reader, start=1)
-                                if not _decodes(raw)), "?")
-        raise ValueError(f"vocab file {vocab_file}, line {line_number}: not UTF-8 "
-                         f"({error.reason}); a vocab.txt is UTF-8 text, one token a line") \
-            from None
+        raise storage.not_utf8(vocab_file, error) from None
     if not vocab:
         raise ValueError(f"vocab file {vocab_file} is empty")
     return vocab

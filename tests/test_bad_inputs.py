@@ -274,7 +274,7 @@ CASES = [
     Case("vocab: not UTF-8", lambda t: (
         write(t / "latin1.txt", "[PAD]\n[UNK]\ncaf\xe9\n".encode("latin-1")),
         lambda: tokenization.FullTokenizer(str(t / "latin1.txt")))[-1],
-         ValueError, r"latin1\.txt, line 3: not UTF-8"),
+         ValueError, r"latin1\.txt, line 3: not UTF-8 \(invalid continuation byte\)"),
     Case("vocab: no [UNK]", lambda t: (
         write(t / "nounk.txt", "[PAD]\nthe\n"),
         lambda: tokenization.FullTokenizer(str(t / "nounk.txt")))[-1],
@@ -314,6 +314,20 @@ CASES = [
     Case("glue: unknown label", lambda t: (
         lambda: glue.read_tsv_examples(glue_rte(t, "0\tA\tB\tmaybe"), "rte", "train")),
          ValueError, r"RTE/train\.tsv, line 2: label 'maybe' is not one of"),
+    Case("glue: a file that is not UTF-8", lambda t: (
+        write(t / "glue" / "RTE" / "train.tsv",
+              "index\tsentence1\tsentence2\tlabel\n0\tA\tB\tentailment\n1\tcaf\xe9\tB\t"
+              "entailment\n".encode("latin-1")),
+        lambda: glue.read_tsv_examples(str(t / "glue"), "rte", "train"))[-1],
+         ValueError, r"RTE/train\.tsv, line 3: not UTF-8", ("glue/RTE/train.tsv",)),
+    Case("ner: a CoNLL file that is not UTF-8", lambda t: (
+        write(t / "train.txt", "EU NNP B-NP B-ORG\nna\xefve JJ I-NP O\n".encode("latin-1")),
+        lambda: __import__("data_pipelines.ner").ner.read_conll2003(str(t / "train.txt")))[-1],
+         ValueError, r"train\.txt, line 2: not UTF-8"),
+    Case("ner: a line without 4 columns", lambda t: (
+        write(t / "train.txt", "EU NNP B-NP B-ORG\nrejects VBZ\n"),
+        lambda: __import__("data_pipelines.ner").ner.read_conll2003(str(t / "train.txt")))[-1],
+         ValueError, r"train\.txt, line 2: expected 4 columns \(word POS chunk NER\), got 2"),
     Case("glue: missing file", lambda t: (
         lambda: glue.read_tsv_examples(str(t / "glue"), "rte", "validation")),
          FileNotFoundError, r"RTE/dev\.tsv"),
