@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import collections
 import fcntl
+import glob
 import json
 import os
 import re
@@ -55,6 +57,63 @@ def text_to_sentences(text: str) -> list[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         sentences.extend(split_sentences(paragraph))
     return sentences
+
+
+class InvalidUtf8Error(ValueError):
+    """An input line is not UTF-8."""
+
+
+def expand_input_files(patterns: Iterable[str]) -> list[str]:
+    """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
+    is an error (the original silently skipped it)."""
+    files = []
+    for pattern in patterns:
+        matches = (
+            sorted(glob.glob(pattern))
+            if glob.has_magic(pattern)
+            else ([pattern] if os.path.isfile(pattern) else [])
+        )
+        if not matches:
+            raise FileNotFoundError(f"input file pattern {pattern!r} matches no file")
+        files.extend(matches)
+    return files
+
+
+def read_documents(
+    input_files: list[str],
+    skip_invalid_utf8: bool = False,
+    counters: collections.Counter | None = None,
+) -> Iterator[list[str]]:
+    """Documents (lists of stripped non-empty lines) from the original input format.
+
+    Lines are split on "\\n" only (as the original's GFile.readline); a blank line (after
+    strip) ends a document; a document continues across files until a blank line.
+    Raises InvalidUtf8Error naming the file and line unless skip_invalid_utf8, which skips and
+    counts such lines in counters["invalid_utf8_lines"].
+    """
+    counters = collections.Counter() if counters is None else counters
+    document: list[str] = []
+    for path in input_files:
+        with open(path, "rb") as reader:
+            for line_number, raw_line in enumerate(reader, start=1):
+                counters["input_bytes"] += len(raw_line)
+                try:
+                    line = raw_line.decode("utf-8").strip()
+                except UnicodeDecodeError as error:
+                    if skip_invalid_utf8:
+                        counters["invalid_utf8_lines"] += 1
+                        continue
+                    raise InvalidUtf8Error(
+                        f"{path}:{line_number}: not valid UTF-8 ({error.reason} at byte {error.start} "
+                        f"of the line); fix the file or pass --skip_invalid_utf8 to skip such lines"
+                    ) from None
+                if line:
+                    document.append(line)
+                elif document:
+                    yield document
+                    document = []
+    if document:
+        yield document
 
 
 def write_documents(documents: Iterable[list[str]], path: str) -> dict:
