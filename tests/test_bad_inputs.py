@@ -97,6 +97,23 @@ def cpd_with_previous_output(tmp, **overrides):
     return lambda: create_pretraining_data.run(cpd_config(tmp, **overrides))
 
 
+def failing_record_writer(tmp):
+    """Earlier outputs, then a writer that fails after writing part of the new records."""
+    old = [records(tmp / "a.tfrecord"), records(tmp / "b.tfrecord")]
+    framed, lengths = tfrecord_writer.encode_tfrecords({
+        name: np.zeros([3, S if name in ("input_ids", "input_mask", "segment_ids") else P])
+        for name in ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
+                     "masked_lm_ids", "masked_lm_weights")} | {
+        "next_sentence_labels": np.zeros([3, 1])})
+
+    def call():
+        with tfrecord_writer.RoundRobinTFRecordWriter(old) as writer:
+            writer.write(framed, lengths)
+            raise OSError("No space left on device (simulated)")
+
+    return call
+
+
 def squad_file(tmp, edit: Callable[[dict], None]) -> str:
     with open(os.path.join(FIXTURES, "squad", "tiny-v1.1.json")) as reader:
         contents = json.load(reader)
@@ -222,6 +239,8 @@ CASES = [
         cpd_config(t), lambda: create_pretraining_data.run(
             cpd_config(t, output_files=(str(t / "corpus.txt"),))))[-1],
          ValueError, r"output file .*corpus\.txt is also an input file", ("corpus.txt",)),
+    Case("record writer: failing mid-write replaces nothing", failing_record_writer,
+         OSError, r"No space left on device", ("a.tfrecord", "b.tfrecord")),
     Case("create_pretraining_data: dupe_factor 0", lambda t: cpd_with_previous_output(
         t, dupe_factor=0), ValueError, r"dupe_factor=0: must be >= 1", ("out.tfrecord",)),
     Case("create_pretraining_data: max_predictions_per_seq 0", lambda t: cpd_with_previous_output(
