@@ -181,6 +181,22 @@ def loop_config(**overrides):
     return config
 
 
+@dataclasses.dataclass
+class NonFinite:
+    nonfinite_step: np.ndarray  # the state's record: index (from 0) of the first bad step
+
+
+@dataclasses.dataclass
+class SavedUpTo:
+    step: int
+
+    def latest_step(self):
+        return self.step
+
+    def wait_until_finished(self):
+        pass
+
+
 def model_call(input_ids, token_type_ids=None, jit=False):
     model = modeling.BertModel(TINY)
     params = model.init(jax.random.PRNGKey(0), jnp.ones([2, 8], jnp.int32))["params"]
@@ -404,6 +420,10 @@ CASES = [
     Case("loop: unknown nan_policy", lambda t: (
         lambda: trainer.validate_loop_config(loop_config(nan_policy="ignore"))),
          ValueError, r"config\.nan_policy='ignore'; expected 'stop' or 'skip'"),
+    Case("nan_policy=stop: the step is numbered from 1, as metrics and checkpoints", lambda t: (
+        lambda: trainer._check_finite(  # pylint: disable=protected-access
+            NonFinite(nonfinite_step=np.array(2)), SavedUpTo(2))),
+         FloatingPointError, r"at step 3; stopped.*last good checkpoint is step 2"),
     Case("finetune: training set smaller than one batch", lambda t: (
         lambda: finetune.num_train_steps_of(ml_collections.ConfigDict(dict(
             batch_size=32, num_train_steps=0, num_train_epochs=3)), 20)),
