@@ -1,5 +1,6 @@
 """Text corpora in the pretraining documents format: one sentence per line, a blank line
-between documents (what create_pretraining_data.py reads).
+between documents (what create_pretraining_data.py reads: `read_documents` here, next to
+`write_documents`).
 
 Sources:
 * plain text files or folders (`text_file_documents`): one file = one document;
@@ -17,12 +18,12 @@ It is a heuristic (abbreviations like "e.g. Foo" are cut), adequate for NSP pret
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import inspect
 import collections
 import fcntl
 import glob
+import hashlib
+import importlib
+import inspect
 import json
 import os
 import re

@@ -25,6 +25,10 @@ Same algorithm as google-research/bert's create_pretraining_data.py (instances.p
   bounded (readers shuffle again with a buffer).
 * Speed: tokenise once, integer spans instead of token lists, numpy masking for a whole
   unit, numpy tf.train.Example/TFRecord encoding (tfrecord_writer.py), no TensorFlow import.
+* Safety: flags that would write useless data (dupe_factor < 1, max_predictions_per_seq < 1,
+  masked_lm_prob outside (0, 1], ...) and an output that is also an input are refused before
+  anything is read; outputs are written all or nothing (temporary files renamed at the end),
+  so a failed or killed run leaves earlier files as they were.
 """
 
 from __future__ import annotations
