@@ -17,8 +17,9 @@ training stream over files without records would wait forever) or one that is no
 file fails at once with its name; token ids >= vocab_size or positions >= S fail a
 tf.debugging assert whose message names the feature and whose data names the file. A file
 damaged further in (a truncated copy) surfaces as tf.data's DataLossError, which carries only
-an offset: `named_read_errors` wraps the batch iterator and, on such an error, finds and names
-the damaged file by reading each file on its own.
+an offset: `named_read_errors` builds the stream on its first batch and, on such an error,
+finds and names the damaged file by reading each file on its own; until the first batch comes
+it logs a warning naming the files every minute, so a slow or stuck start is never silent.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -65,11 +66,12 @@ def find_unreadable_file(files: Sequence[str]) -> tuple[str, str] | None:
 WAIT_WARNING_SECONDS = 60.0
 
 
-def named_read_errors(batches: Iterator, files: Sequence[str],
+def named_read_errors(make_batches: Callable[[], Iterator], files: Sequence[str],
                       wait_warning_seconds: float = WAIT_WARNING_SECONDS) -> Iterator:
-    """`batches`, with tf.data's anonymous DataLossError (an offset, no file name) re-raised
-    as CorruptRecordError naming the damaged file, and a warning every `wait_warning_seconds`
-    while the first batch has not come."""
+    """The batches of `make_batches()`, built on the first `next` (so that opening and checking
+    the files is watched too), with a warning naming the files every `wait_warning_seconds`
+    until the first batch comes, and tf.data's anonymous DataLossError (an offset, no file
+    name) re-raised as CorruptRecordError naming the damaged file."""
     waited = threading.Event()
 
     def warn(seconds: float) -> None:
@@ -80,7 +82,7 @@ def named_read_errors(batches: Iterator, files: Sequence[str],
 
     threading.Thread(target=warn, args=(0.0,), daemon=True).start()
     try:
-        for count, batch in enumerate(batches):
+        for count, batch in enumerate(make_batches()):
             if count == 0:
                 waited.set()
             yield batch

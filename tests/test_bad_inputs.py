@@ -512,8 +512,8 @@ def test_sigterm_before_the_first_step_ends_the_run(tmp_path):
 
 
 def test_a_slow_first_batch_is_reported_naming_the_files():
-    """While the first batch is awaited, a warning naming the files repeats (no silent wait):
-    the stream below yields only once that warning was logged."""
+    """While the stream is opened and its first batch awaited, a warning naming the files
+    repeats (no silent wait): the stream below yields only once that warning was logged."""
     import logging
     import threading
 
@@ -532,7 +532,7 @@ def test_a_slow_first_batch_is_reported_naming_the_files():
     handler = Handler()
     logging.getLogger().addHandler(handler)
     try:
-        stream = pretraining_input.named_read_errors(slow_stream(), ["/data/slow.tfrecord"],
+        stream = pretraining_input.named_read_errors(slow_stream, ["/data/slow.tfrecord"],
                                                      wait_warning_seconds=0.01)
         assert list(stream) == ["batch"]
     finally:
