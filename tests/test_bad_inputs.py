@@ -29,9 +29,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from bertjax import checkpointing, convert, finetune, metric_logging, modeling, trainer
+from bertjax import checkpointing, convert, finetune, metric_logging, modeling, sweep, trainer
 from bertjax.config import BertConfig
-from data_pipelines import (corpora, create_pretraining_data, glue, pretraining_data,
+from data_pipelines import (corpora, create_pretraining_data, glue, ner, pretraining_data,
                             pretraining_input, squad, storage, tfrecord_writer, tokenization)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -243,7 +243,8 @@ CASES = [
         lambda: first_batches(str(t / "missing-*.tfrecord"))),
          FileNotFoundError, r"pretraining file pattern .*missing-\*\.tfrecord.* matches no file"),
     Case("tfrecord: written with another max_seq_length", lambda t: (
-        records(t / "s32.tfrecord", seq_len=32), lambda: first_batches(str(t / "s32.tfrecord")))[-1],
+        records(t / "s32.tfrecord", seq_len=32),
+        lambda: first_batches(str(t / "s32.tfrecord")))[-1],
          ValueError, r"s32\.tfrecord: first record does not match max_seq_length=16"),
     Case("tfrecord: token id >= vocab_size", lambda t: (
         records(t / "big.tfrecord", top_id=V + 3),
@@ -285,7 +286,8 @@ CASES = [
          ("out.tfrecord",)),
     Case("create_pretraining_data: blank-line corpus keeps the previous output", lambda t: (
         create_pretraining_data.run(cpd_config(t)), write(t / "blank.txt", "\n  \n\n"),
-        lambda: create_pretraining_data.run(cpd_config(t, input_files=(str(t / "blank.txt"),))))[-1],
+        lambda: create_pretraining_data.run(
+            cpd_config(t, input_files=(str(t / "blank.txt"),))))[-1],
          ValueError, r"no documents in .*blank\.txt.\]: every line is blank", ("out.tfrecord",)),
     Case("create_pretraining_data: input pattern matches nothing", lambda t: (
         lambda: create_pretraining_data.run(cpd_config(t, input_files=(str(t / "no*.txt"),)))),
@@ -357,11 +359,11 @@ CASES = [
          ValueError, r"RTE/train\.tsv, line 3: not UTF-8", ("glue/RTE/train.tsv",)),
     Case("ner: a CoNLL file that is not UTF-8", lambda t: (
         write(t / "train.txt", "EU NNP B-NP B-ORG\nna\xefve JJ I-NP O\n".encode("latin-1")),
-        lambda: __import__("data_pipelines.ner").ner.read_conll2003(str(t / "train.txt")))[-1],
+        lambda: ner.read_conll2003(str(t / "train.txt")))[-1],
          ValueError, r"train\.txt, line 2: not UTF-8"),
     Case("ner: a line without 4 columns", lambda t: (
         write(t / "train.txt", "EU NNP B-NP B-ORG\nrejects VBZ\n"),
-        lambda: __import__("data_pipelines.ner").ner.read_conll2003(str(t / "train.txt")))[-1],
+        lambda: ner.read_conll2003(str(t / "train.txt")))[-1],
          ValueError, r"train\.txt, line 2: expected 4 columns \(word POS chunk NER\), got 2"),
     Case("glue: missing file", lambda t: (
         lambda: glue.read_tsv_examples(str(t / "glue"), "rte", "validation")),
@@ -391,11 +393,13 @@ CASES = [
     Case("checkpoint: truncated model.safetensors", hf_truncated,
          ValueError, r"hf/model\.safetensors: not a readable safetensors file"),
     Case("checkpoint: truncated TF .data file", tf_truncated,
-         ValueError, r"tf/bert_model\.ckpt: cannot read variable .*the \.data file is damaged or truncated"),
+         ValueError,
+         r"tf/bert_model\.ckpt: cannot read variable .*the \.data file is damaged or truncated"),
     Case("checkpoint: damaged bertjax params", bertjax_truncated,
          ValueError, r"ckpt/params: not a readable bertjax checkpoint"),
     Case("checkpoint: config.json is not JSON", lambda t: (
-        write(t / "c" / "config.json", "{"), lambda: convert.read_config(str(t / "c" / "config.json")))[-1],
+        write(t / "c" / "config.json", "{"),
+        lambda: convert.read_config(str(t / "c" / "config.json")))[-1],
          ValueError, r"c/config\.json: not valid JSON"),
     Case("checkpoint: config.json without hidden_size", lambda t: (
         write(t / "c" / "config.json", '{"vocab_size": 5}'),
@@ -406,7 +410,8 @@ CASES = [
     Case("resume: batch size changed", lambda t: (
         lambda: checkpointing.check_identity({"batch_size": 32, "seed": 1},
                                              {"batch_size": 16, "seed": 1}, [], "W/checkpoints")),
-         ValueError, r"(?s)W/checkpoints holds a checkpoint of a different experiment.*batch_size: checkpoint 32, this run 16.*allow_resume_changes=batch_size"),
+         ValueError, r"(?s)W/checkpoints holds a checkpoint of a different experiment.*"
+                     r"batch_size: checkpoint 32, this run 16.*allow_resume_changes=batch_size"),
     Case("resume: optimizer changed", lambda t: (
         lambda: checkpointing.check_identity({"optimizer": {"name": "adamw"}},
                                              {"optimizer": {"name": "lamb"}}, [], "W")),
@@ -433,7 +438,7 @@ CASES = [
             batch_size=8, num_train_steps=0, num_train_epochs=0.1)), 40)),
          ValueError, r"num_train_epochs=0.1 x 5 steps per epoch .* is less than one step"),
     Case("sweep: training set smaller than one batch", lambda t: (
-        lambda: __import__("bertjax.sweep").sweep.num_train_steps(
+        lambda: sweep.num_train_steps(
             {"input_ids": np.zeros([3, 8], np.int32)}, 4, 3)),
          ValueError, r"3 training examples in batches of 4 is no step"),
 
