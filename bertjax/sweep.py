@@ -155,7 +155,13 @@ def stacked_train_batches(features: Mapping[str, np.ndarray], batch_size: int,
 
 def num_train_steps(features: Mapping[str, np.ndarray], batch_size: int, num_epochs: int) -> int:
     """T = epochs x floor(N / B) (the remainder of each epoch is dropped)."""
-    return num_epochs * (finetune_input.num_examples(features) // batch_size)
+    num_examples = finetune_input.num_examples(features)
+    steps = num_epochs * (num_examples // batch_size)
+    if steps <= 0:
+        raise ValueError(f"{num_epochs} epoch(s) of {num_examples} training examples in batches "
+                         f"of {batch_size} is no step: the training set is smaller than one "
+                         "batch (lower the batch size) or num_epochs < 1")
+    return steps
 
 
 def _training_features(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 from typing import Iterable, Iterator
 
 from absl import app, flags, logging
 
-from data_pipelines import sentencepiece_tokenizer, tokenization
+from data_pipelines import sentencepiece_tokenizer, storage, tokenization
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ALGORITHMS = ("wordpiece", "sentencepiece")
@@ -129,9 +128,8 @@ def write_vocab(tokens: Iterable[str], output_file: str) -> int:
         raise ValueError(f"tokens with surrounding whitespace cannot round-trip through {output_file}: {bad[:5]}")
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"duplicate tokens would break ids in {output_file}")
-    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
-    with open(output_file, "w", encoding="utf-8") as writer:
-        writer.write("".join(f"{token}\n" for token in tokens))
+    # All or nothing: a failed run never leaves a truncated vocab where a good one was.
+    storage.write_text(output_file, "".join(f"{token}\n" for token in tokens))
     return len(tokens)
 
 

@@ -20,6 +20,8 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+from data_pipelines import storage
+
 # The CoNLL-2003 label set, "O" first so that padding's label id 0 is a harmless "O" (it also
 # has weight 0). Both IOB1 and IOB2 files use these nine tags.
 CONLL2003_LABELS = ("O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC",
@@ -57,21 +59,25 @@ def read_conll2003(path: str) -> list[NerSentence]:
             words.clear()
             tags.clear()
 
-    with open(path, encoding="utf-8") as conll_file:
-        for line_number, line in enumerate(conll_file, start=1):
-            columns = line.split()
-            if not columns:
-                flush()
-                continue
-            if columns[0] == DOCSTART:
-                flush()  # A document boundary also ends any sentence that lacked a blank line.
-                continue
-            if len(columns) != 4:
-                raise ValueError(
-                    f"{path}, line {line_number}: expected 4 columns (word POS chunk NER), "
-                    f"got {len(columns)}: {line.rstrip()!r}.")
-            words.append(columns[0])
-            tags.append(columns[3])
+    try:
+        with open(path, encoding="utf-8") as conll_file:
+            text = conll_file.read()  # newlines already universal: split on "\n" only
+    except UnicodeDecodeError as error:
+        raise storage.not_utf8(path, error) from None
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        columns = line.split()
+        if not columns:
+            flush()
+            continue
+        if columns[0] == DOCSTART:
+            flush()  # A document boundary also ends any sentence that lacked a blank line.
+            continue
+        if len(columns) != 4:
+            raise ValueError(
+                f"{path}, line {line_number}: expected 4 columns (word POS chunk NER), "
+                f"got {len(columns)}: {line.rstrip()!r}.")
+        words.append(columns[0])
+        tags.append(columns[3])
     flush()
     return sentences
 

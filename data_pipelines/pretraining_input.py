@@ -22,15 +22,22 @@ stored [1], as the original model code reshapes it).
 
 Validation happens in the graph, per batch: a feature of the wrong length fails in
 tf.io.parse_example (its error names the feature key), and the first record of every file is
-parsed on the host before training, so a file written with other flags fails at once with
-its name; token ids >= vocab_size or positions >= S fail a tf.debugging assert whose message
-names the feature and whose data names the file.
+parsed on the host before training, so a file written with other flags, an empty file (a
+training stream over files without records would wait forever) or one that is not a TFRecord
+file fails at once with its name; token ids >= vocab_size or positions >= S fail a
+tf.debugging assert whose message names the feature and whose data names the file. A file
+damaged further in (a truncated copy) surfaces as tf.data's DataLossError, which carries only
+an offset: `named_read_errors` builds the stream on its first batch and, on such an error,
+finds and names the damaged file by reading each file on its own; until the first batch comes
+it logs a warning naming the files every minute, so a slow or stuck start is never silent.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -44,27 +51,89 @@ except RuntimeError:
 
 
 def expand_file_patterns(file_patterns: str | Sequence[str]) -> list[str]:
-    """Files matching comma-separated or listed patterns on any scheme (the path layer's
-    expander); FileNotFoundError naming a pattern that matches nothing."""
+    """Files of comma-separated or listed paths and glob patterns (storage.expand_patterns)."""
     return storage.expand_patterns(file_patterns, what="pretraining")
+
+
+class CorruptRecordError(ValueError):
+    """A TFRecord file is empty, damaged or not a TFRecord file; the message names it."""
+
+
+def find_unreadable_file(files: Sequence[str]) -> tuple[str, str] | None:
+    """(path, TF's message) of the first file whose records cannot all be read; None if all
+    can. Costs reading every file once: only called after a read failed."""
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.OpError as error:
+            return path, error.message
+    return None
+
+
+# While the first batch is awaited, a warning naming the files is logged this often, so a slow
+# or stuck read (a huge shuffle buffer, a stalled object store) is visible, never silent.
+WAIT_WARNING_SECONDS = 60.0
+
+
+def named_read_errors(make_batches: Callable[[], Iterator], files: Sequence[str],
+                      wait_warning_seconds: float = WAIT_WARNING_SECONDS) -> Iterator:
+    """The batches of `make_batches()`, built on the first `next` (so that opening and checking
+    the files is watched too), with a warning naming the files every `wait_warning_seconds`
+    until the first batch comes, and tf.data's anonymous DataLossError (an offset, no file
+    name) re-raised as CorruptRecordError naming the damaged file."""
+    waited = threading.Event()
+
+    def warn(seconds: float) -> None:
+        while not waited.wait(wait_warning_seconds):
+            seconds += wait_warning_seconds
+            logging.warning("still reading the first batch after %.0f s from %d file(s): %s",
+                            seconds, len(files), ", ".join(list(files)[:4]))
+
+    threading.Thread(target=warn, args=(0.0,), daemon=True).start()
+    try:
+        for count, batch in enumerate(make_batches()):
+            if count == 0:
+                waited.set()
+            yield batch
+    except tf.errors.DataLossError as error:
+        found = find_unreadable_file(files)
+        where = f"{found[0]}: {found[1]}" if found else f"one of {list(files)}: {error.message}"
+        raise CorruptRecordError(
+            f"damaged TFRecord file {where} (truncated copy or not a TFRecord file?); "
+            "recreate or remove it") from None
+    finally:
+        waited.set()
 
 
 def check_first_records(
     files: Sequence[str], max_seq_length: int, max_predictions_per_seq: int
 ) -> None:
-    """Parses the first record of each file with the expected spec; names the file on error."""
+    """Parses the first record of each file with the expected spec; names the file on error.
+
+    An empty file is an error too: a training stream repeats its files forever, so files
+    without a record would make it wait forever for a first batch.
+    """
     spec = features_lib.tf_feature_spec(max_seq_length, max_predictions_per_seq)
     for path in files:
-        for record in tf.data.TFRecordDataset(path).take(1):
-            try:
-                tf.io.parse_single_example(record, spec)
-            except tf.errors.InvalidArgumentError as error:
-                detail = re.search(r"Key: \w+[^\n\[{]*", error.message)
-                raise ValueError(
-                    f"{path}: first record does not match max_seq_length={max_seq_length}, "
-                    f"max_predictions_per_seq={max_predictions_per_seq} (the seven features of "
-                    f"data_pipelines/features.py): {detail.group(0) if detail else error.message}"
-                ) from None
+        try:
+            records = list(tf.data.TFRecordDataset(path).take(1))
+        except tf.errors.OpError as error:
+            raise CorruptRecordError(
+                f"{path}: not a readable TFRecord file ({error.message})") from None
+        if not records:
+            raise CorruptRecordError(
+                f"{path}: empty TFRecord file ({storage.size(path)} bytes, no record); "
+                "a failed create_pretraining_data run? Recreate or remove it")
+        try:
+            tf.io.parse_single_example(records[0], spec)
+        except tf.errors.InvalidArgumentError as error:
+            detail = re.search(r"Key: \w+[^\n\[{]*", error.message)
+            raise ValueError(
+                f"{path}: first record does not match max_seq_length={max_seq_length}, "
+                f"max_predictions_per_seq={max_predictions_per_seq} (the seven features of "
+                f"data_pipelines/features.py): {detail.group(0) if detail else error.message}"
+            ) from None
 
 
 def _parse_and_validate(max_seq_length: int, max_predictions_per_seq: int, vocab_size: int | None):

@@ -17,9 +17,12 @@ Shape legend: N records, S = max_seq_length, P = max_predictions_per_seq.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from data_pipelines import features as features_lib
+from data_pipelines import storage
 
 _CRC32C_POLYNOMIAL = 0x82F63B78
 _CRC_MASK_DELTA = 0xA282EAD8
@@ -325,13 +328,25 @@ class RoundRobinTFRecordWriter:
 
     This is the original writer's spreading rule, kept across calls so that the output does not
     depend on how the records were batched.
+
+    Used as a context manager, the files are written all or nothing (storage.atomic_write):
+    records go to temporary files beside the outputs, renamed over them only when the block
+    ends without an error, so a failed or killed run leaves any previous outputs untouched.
     """
 
     def __init__(self, output_files: list[str]):
         if not output_files:
             raise ValueError("no output file given")
         self.output_files = list(output_files)
-        self._files = [open(path, "wb") for path in self.output_files]
+        if len(set(map(storage.absolute, self.output_files))) < len(self.output_files):
+            raise ValueError(f"output files {self.output_files} name the same file twice")
+        self._stack = contextlib.ExitStack()
+        try:
+            self._files = [self._stack.enter_context(storage.atomic_write(path, "wb"))
+                           for path in self.output_files]
+        except BaseException:
+            self._stack.close()
+            raise
         self.records_written = 0
         self.bytes_written = 0
 
@@ -350,11 +365,13 @@ class RoundRobinTFRecordWriter:
         self.bytes_written += int(framed.size)
 
     def close(self) -> None:
-        for file in self._files:
-            file.close()
+        """Renames the finished files over the outputs."""
+        self._stack.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        self.close()
+        # An error in the block reaches every atomic_write, which then removes its temporary
+        # file instead of renaming it: no output is replaced.
+        return self._stack.__exit__(*exc_info)

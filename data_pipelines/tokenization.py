@@ -37,6 +37,8 @@ import re
 import unicodedata
 from typing import Iterable, Sequence
 
+from data_pipelines import storage
+
 UNK_TOKEN = "[UNK]"
 # The original's default; HF transformers' BertTokenizer uses 100 instead.
 ORIGINAL_MAX_INPUT_CHARS_PER_WORD = 200
@@ -155,6 +157,8 @@ def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, in
                 vocab[line.strip()] = index
     except FileNotFoundError as error:
         raise FileNotFoundError(f"vocab file not found: {vocab_file}") from error
+    except UnicodeDecodeError as error:
+        raise storage.not_utf8(vocab_file, error) from None
     if not vocab:
         raise ValueError(f"vocab file {vocab_file} is empty")
     return vocab

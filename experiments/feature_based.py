@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
+from data_pipelines import storage
+
 # (name, optimizer, learning rate, epochs): the paper's recipe (A.3: the largest of its rates,
 # 3 epochs) with the original optimizer, and a longer bias-corrected run, which Mosbach et al.
 # (2021) found fine-tuning on small sets needs (REFERENCES.md section 5).
@@ -241,8 +243,7 @@ wall-clock and include compilation) with:
 {chr(10).join(summary_lines(result))}
 
 {NOTES_MARKER}{notes}"""
-    with open(path, "w") as f:
-        f.write(text.rstrip() + "\n")
+    storage.write_text(path, text.rstrip() + "\n")
 
 
 def _define_flags():
