@@ -33,9 +33,11 @@ on the runner, the number of workers or how the runner splits the work into bund
   (uniform over every other document); with a smaller pool the random B segments come from
   that sample only (each pool document serves about num_random_next / pool_size times, from a
   random sentence onwards).
-* Shuffle: instances are shuffled within a (document, dupe) and spread over the shards by
-  Beam's file sink; which shard a record lands in and the record order inside a shard are the
-  runner's, so runs with the same seed write the same set of records, not the same bytes.
+* Shuffle: instances are shuffled within a (document, dupe), whose records stay together;
+  the (document, dupe) groups are spread over the shards by Beam's file sink. Which shard a
+  group lands in and the order inside a shard are the runner's, so runs with the same seed
+  write the same set of records, not the same bytes. (Readers shuffle with a buffer, as for
+  the single-machine output, whose units are likewise written whole.)
 """
 
 from __future__ import annotations
@@ -332,9 +334,9 @@ def _compact_spans(
 
 
 class CreateInstances(beam.DoFn):
-    """(key, TokenizedDocument), pool side input -> TFRecord-framed tf.train.Example bytes
-    (one element per record), all dupes of the document, each dupe's instances in a seeded
-    random order."""
+    """(key, TokenizedDocument), pool side input -> per dupe, the TFRecord-framed
+    tf.train.Example records of the document's instances back to back, in a seeded random
+    order."""
 
     def __init__(self, config: BeamPretrainingConfig):
         self._config = config
@@ -394,13 +396,12 @@ class CreateInstances(beam.DoFn):
                 next_sentence_labels=pairs.next_sentence_labels[:, None],
             )
             self._count(masked.replacement_kind, pairs)
-            framed, lengths = tfrecord_writer.encode_tfrecords(
+            framed, _ = tfrecord_writer.encode_tfrecords(
                 {name: value[order] for name, value in arrays.items()}
             )
-            data = framed.tobytes()
-            ends = np.cumsum(lengths).tolist()
-            for start, end in zip([0, *ends[:-1]], ends):
-                yield data[start:end]
+            # One element per (document, dupe), not per record: a TFRecord file is its records
+            # back to back, and per-element costs (coding, shuffling to shards) dominate else.
+            yield framed.tobytes()
 
     def _count(self, kinds: np.ndarray, pairs: instances_lib.InstanceArrays) -> None:
         values = dict(

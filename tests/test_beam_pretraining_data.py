@@ -231,3 +231,22 @@ def test_errors_name_the_input(tmp_path, corpus_files, vocab_file):
         ONE_WORKER,
     )
     assert summary["invalid_utf8_lines_skipped"] == 1 and summary["documents"] == 1
+
+
+def test_beam_word_counts_equal_build_vocab_counts(tmp_path, corpus_files):
+    from data_pipelines import beam_word_counts
+    from data_pipelines import build_vocab
+
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Caf\xe9 au lait, caf\xe9.\n".encode("latin-1"))  # Replaced, as read_lines.
+    files = [*corpus_files, str(bad)]
+    output = str(tmp_path / "counts.tsv")
+    summary = beam_word_counts.count_words(files, output, True, ONE_WORKER)
+    expected = build_vocab.count_words(build_vocab.read_lines(files), do_lower_case=True)
+    counts = build_vocab.read_word_counts(output)
+    assert counts == expected and summary["distinct_words"] == len(expected)
+    lines = open(output, encoding="utf-8").read().splitlines()
+    assert lines[0] == "%s\t%d" % min(expected.items(), key=lambda item: (-item[1], item[0]))
+    (tmp_path / "broken.tsv").write_text("the\t3\nno-count-here\n")
+    with pytest.raises(ValueError, match=r"broken.tsv:2: expected 'word<TAB>count'"):
+        build_vocab.read_word_counts(str(tmp_path / "broken.tsv"))
