@@ -34,8 +34,8 @@ on the runner, the number of workers or how the runner splits the work into bund
   that sample only (each pool document serves about num_random_next / pool_size times, from a
   random sentence onwards).
 * Shuffle: instances are shuffled within a (document, dupe), whose records stay together;
-  the (document, dupe) groups are spread over the shards by Beam's file sink. Which shard a
-  group lands in and the order inside a shard are the runner's, so runs with the same seed
+  batches of such groups are spread over the shards by Beam's file sink. Which shard a
+  record lands in and the order inside a shard are the runner's, so runs with the same seed
   write the same set of records, not the same bytes. (Readers shuffle with a buffer, as for
   the single-machine output, whose units are likewise written whole.)
 """
@@ -52,6 +52,9 @@ from typing import Iterator, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from data_pipelines import corpora
 from data_pipelines import create_pretraining_data as cpd
@@ -60,6 +63,7 @@ from data_pipelines import storage
 from data_pipelines import tfrecord_writer
 
 METRICS_NAMESPACE = "beam_pretraining_data"
+_ENCODE_BATCH_ROWS = 4096  # Instances per encoded output element (at most, plus one document).
 OUTPUT_PREFIX = "pretraining.tfrecord"
 
 
@@ -334,9 +338,13 @@ def _compact_spans(
 
 
 class CreateInstances(beam.DoFn):
-    """(key, TokenizedDocument), pool side input -> per dupe, the TFRecord-framed
-    tf.train.Example records of the document's instances back to back, in a seeded random
-    order."""
+    """(key, TokenizedDocument), pool side input -> TFRecord-framed tf.train.Example records
+    back to back, each dupe's instances of a document in a seeded random order.
+
+    Elements carry the records of several documents (about _ENCODE_BATCH_ROWS, or what a
+    bundle holds): a TFRecord file is its records back to back, and both the encoder
+    (vectorised over rows) and Beam (per element) cost too much per call otherwise.
+    """
 
     def __init__(self, config: BeamPretrainingConfig):
         self._config = config
@@ -396,12 +404,29 @@ class CreateInstances(beam.DoFn):
                 next_sentence_labels=pairs.next_sentence_labels[:, None],
             )
             self._count(masked.replacement_kind, pairs)
-            framed, _ = tfrecord_writer.encode_tfrecords(
-                {name: value[order] for name, value in arrays.items()}
-            )
-            # One element per (document, dupe), not per record: a TFRecord file is its records
-            # back to back, and per-element costs (coding, shuffling to shards) dominate else.
-            yield framed.tobytes()
+            self._pending.append({name: value[order] for name, value in arrays.items()})
+            self._pending_rows += len(order)
+            if self._pending_rows >= _ENCODE_BATCH_ROWS:
+                yield self._encode_pending()
+
+    def start_bundle(self):
+        self._pending, self._pending_rows = [], 0
+
+    def finish_bundle(self):
+        if self._pending:
+            yield WindowedValue(self._encode_pending(), MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _encode_pending(self) -> bytes:
+        """The buffered instances as TFRecord-framed records back to back. Encoding is
+        deterministic, so batching it over documents (which bundles decide) changes which
+        records travel together, never the records."""
+        arrays = {
+            name: np.concatenate([pending[name] for pending in self._pending])
+            for name in self._pending[0]
+        }
+        self._pending, self._pending_rows = [], 0
+        framed, _ = tfrecord_writer.encode_tfrecords(arrays)
+        return framed.tobytes()
 
     def _count(self, kinds: np.ndarray, pairs: instances_lib.InstanceArrays) -> None:
         values = dict(
