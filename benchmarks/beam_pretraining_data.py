@@ -3,7 +3,8 @@
     python -m benchmarks.beam_pretraining_data [--dupe_factor=10] [--num_workers=2]
 
 Corpus: the CPython 3.11 documentation's reST sources when installed, else the standard
-library's docstrings (data_pipelines/corpora.py), cut into --num_files files. Runs, each a
+library's docstrings (data_pipelines/corpora.py), repeated --copies times and cut into
+--num_files files. Runs, each a
 fresh subprocess timed wall-clock (interpreter start, imports and Beam's start-up included):
 
 * single: `python -m data_pipelines.create_pretraining_data --num_workers=N`;
@@ -30,6 +31,8 @@ from data_pipelines import corpora
 flags.DEFINE_integer("dupe_factor", 10, "Dupe factor for every run.")
 flags.DEFINE_integer("num_workers", 2, "Processes for the parallel runs.")
 flags.DEFINE_integer("num_files", 8, "Input files the corpus is cut into.")
+flags.DEFINE_integer("copies", 4, "Times the corpus documents are repeated (a larger corpus "
+                     "makes start-up a smaller share of the time).")
 FLAGS = flags.FLAGS
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +48,11 @@ def _timed(command):
     if result.returncode:
         raise RuntimeError(f"{command} failed:\n{result.stderr[-4000:]}")
     return seconds, json.loads(result.stdout[result.stdout.index("{") :])
+
+
+def _output_bytes(summary):
+    files = summary.get("output_files", [])
+    return sum(os.path.getsize(path) for path in files)
 
 
 def _split_corpus(documents, folder, num_files):
@@ -67,7 +75,9 @@ def main(argv):
     else:
         corpus_name = "stdlib docstrings (python3.11-doc not installed)"
         documents = corpora.stdlib_docstring_documents()
-    paths = _split_corpus(documents, os.path.join(work, "corpus"), FLAGS.num_files)
+    paths = _split_corpus(
+        list(documents) * FLAGS.copies, os.path.join(work, "corpus"), FLAGS.num_files
+    )
     corpus_megabytes = sum(os.path.getsize(p) for p in paths) / 1e6
     common = [
         f"--input_file={os.path.join(work, 'corpus', '*.txt')}",
@@ -115,6 +125,7 @@ def main(argv):
         corpus=corpus_name,
         corpus_megabytes=corpus_megabytes,
         input_files=len(paths),
+        copies=FLAGS.copies,
         dupe_factor=FLAGS.dupe_factor,
         cpu_count=os.cpu_count(),
         load_average_before=os.getloadavg()[0],
@@ -131,6 +142,8 @@ def main(argv):
             instances_per_second=summary["instances"] / seconds,
             megabytes_per_core_second=corpus_megabytes / core_seconds,
             input_tokens_per_core_second=summary["input_tokens"] / core_seconds,
+            output_bytes_per_record=_output_bytes(summary) / summary["instances"],
+            instances_per_input_token=summary["instances"] / summary["input_tokens"],
             masked_fraction=summary["masked_fraction"],
             random_next_fraction=summary["random_next_fraction"],
         )

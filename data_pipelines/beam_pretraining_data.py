@@ -600,8 +600,8 @@ def _define_flags():
         "random_document_pool", 100_000, "Documents in the random-next sample (a side input)."
     )
     flags.DEFINE_integer(
-        "num_workers", 0, "DirectRunner processes (sets --direct_num_workers); other runners "
-        "take their own worker options."
+        "num_workers", 0, "Workers: passed on to Beam (Dataflow's initial worker count); with "
+        "the local runner, worker processes (--direct_num_workers, multi_processing)."
     )
     flags.mark_flag_as_required("output_dir")
     flags.mark_flag_as_required("vocab_file")
@@ -613,11 +613,17 @@ def main(argv):
 
     flag_values = flags.FLAGS
     pipeline_args = list(argv[1:])
-    if flag_values.num_workers and not any(a.startswith("--direct_num_workers") for a in argv):
-        pipeline_args += [
-            f"--direct_num_workers={flag_values.num_workers}",
-            "--direct_running_mode=multi_processing",
-        ]
+    if flag_values.num_workers:
+        # --num_workers is create_pretraining_data's flag and also Beam's (Dataflow's initial
+        # worker count): absl takes it, so hand it on; for the local runner it means processes.
+        pipeline_args.append(f"--num_workers={flag_values.num_workers}")
+        runner = [a.split("=", 1)[-1] for a in pipeline_args if a.startswith("--runner=")]
+        local = not runner or runner[-1] in ("DirectRunner", "FnApiRunner")
+        if local and not any(a.startswith("--direct_num_workers") for a in pipeline_args):
+            pipeline_args += [
+                f"--direct_num_workers={flag_values.num_workers}",
+                "--direct_running_mode=multi_processing",
+            ]
     summary = run(
         BeamPretrainingConfig(
             input_files=tuple(p for p in (flag_values.input_file or "").split(",") if p),

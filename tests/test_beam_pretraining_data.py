@@ -250,3 +250,23 @@ def test_beam_word_counts_equal_build_vocab_counts(tmp_path, corpus_files):
     (tmp_path / "broken.tsv").write_text("the\t3\nno-count-here\n")
     with pytest.raises(ValueError, match=r"broken.tsv:2: expected 'word<TAB>count'"):
         build_vocab.read_word_counts(str(tmp_path / "broken.tsv"))
+
+
+def test_command_line(tmp_path, corpus_files, vocab_file):
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(bpd.__file__))
+    result = subprocess.run(
+        [sys.executable, "-m", "data_pipelines.beam_pretraining_data",
+         f"--input_file={corpus_files[0]}", f"--output_dir={tmp_path}", "--num_shards=2",
+         f"--vocab_file={vocab_file}", "--dupe_factor=1", "--max_seq_length=64",
+         "--max_predictions_per_seq=10", "--runner=FnApiRunner"],
+        capture_output=True, text=True, cwd=root, env=dict(os.environ, PYTHONPATH=root),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    parsed = _parse(_framed_records(summary["output_files"]), 64, 10)
+    assert len(parsed["input_ids"]) == summary["instances"] > 0
+    assert parsed["masked_lm_weights"].sum(1).max() <= 10
