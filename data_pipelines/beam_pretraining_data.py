@@ -22,8 +22,10 @@ Differences from the single-machine path, all so that the output given a seed do
 on the runner, the number of workers or how the runner splits the work into bundles:
 
 * Seeds: each (document, dupe) draws from numpy SeedSequence(entropy=(random_seed,
-  stable_hash(document key)), spawn_key=(dupe,)), the key being (file path, document index in
-  the file) or the TFDS example id. (The single-machine path seeds blocks of documents.)
+  stable_hash(document key)), spawn_key=(dupe,)), the key being (the file's path below the
+  folder all input files share, document index in the file) or the TFDS example id, so the
+  output does not change when the corpus moves (local -> gs://). (The single-machine path
+  seeds blocks of documents.)
 * Documents end at the end of a file (the single-machine path, like the original, continues a
   document into the next file until a blank line).
 * Random next: the random document is drawn uniformly from a deterministic sample of
@@ -132,8 +134,16 @@ def _counter(name: str):
     return beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
 
 
+def relative_names(files: list[str]) -> list[str]:
+    """Each file's path after the folder all of them share (the basename for one file): the
+    document keys use these, so that the output does not change when the corpus moves."""
+    cut = os.path.commonprefix(files).rfind("/") + 1
+    return [path[cut:] for path in files]
+
+
 class ReadTextDocuments(beam.DoFn):
-    """path -> (key, lines) per document; key "path:document index in the file"."""
+    """(path, name) -> (key, lines) per document; key "name:document index in the file", name
+    from relative_names."""
 
     def __init__(self, skip_invalid_utf8: bool):
         self._skip_invalid_utf8 = skip_invalid_utf8
@@ -142,7 +152,8 @@ class ReadTextDocuments(beam.DoFn):
         self._input_bytes = _counter("input_bytes")
         self._invalid_lines = _counter("invalid_utf8_lines")
 
-    def process(self, path: str) -> Iterator[tuple[str, list[str]]]:
+    def process(self, element: tuple[str, str]) -> Iterator[tuple[str, list[str]]]:
+        path, name = element
         document: list[str] = []
         index = 0
         with storage.open(path, "rb") as reader:
@@ -161,10 +172,10 @@ class ReadTextDocuments(beam.DoFn):
                 if line:
                     document.append(line)
                 elif document:
-                    yield f"{path}:{index}", document
+                    yield f"{name}:{index}", document
                     document, index = [], index + 1
         if document:
-            yield f"{path}:{index}", document
+            yield f"{name}:{index}", document
 
 
 class ReadTfdsDocuments(beam.DoFn):
@@ -478,7 +489,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: BeamPretrainingConfig) -> No
         files = storage.expand_patterns(list(config.input_files))
         sources.append(
             pipeline
-            | "Files" >> beam.Create(files)
+            | "Files" >> beam.Create(list(zip(files, relative_names(files))))
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadText" >> beam.ParDo(ReadTextDocuments(config.skip_invalid_utf8))
         )

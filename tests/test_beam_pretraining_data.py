@@ -195,6 +195,10 @@ def test_seeds_depend_on_key_and_dupe_only():
     for other in ((5, "x.txt:4", 1), (5, "x.txt:3", 0), (6, "x.txt:3", 1)):
         assert bpd.document_seed_sequences(*other)[1].generate_state(2).tolist() != first
     assert bpd.stable_hash("a", 1) == 13924241962069754241  # Fixed across processes/versions.
+    # Keys use paths below the inputs' common folder: a moved corpus keeps its seeds.
+    assert bpd.relative_names(["/x/a/b1.txt", "/x/a/c/d.txt"]) == ["b1.txt", "c/d.txt"]
+    assert bpd.relative_names(["gs://k/x/a/b1.txt", "gs://k/x/a/b2.txt"]) == ["b1.txt", "b2.txt"]
+    assert bpd.relative_names(["gs://k/corpus.txt"]) == ["corpus.txt"]
 
 
 def test_tfds_source(tmp_path, vocab_file):
