@@ -5,7 +5,8 @@ r"""Pretraining TFRecords with Apache Beam: create_pretraining_data beyond one m
       --max_seq_length=128 --max_predictions_per_seq=20 --dupe_factor=10 --random_seed=12345 \
       [--tfds_name=wikipedia/20230601.en --tfds_data_dir=...] \
       [Beam options: --runner=DirectRunner --direct_num_workers=2 \
-       --direct_running_mode=multi_processing | --runner=DataflowRunner ... | --runner=FlinkRunner ...]
+       --direct_running_mode=multi_processing | --runner=DataflowRunner ...
+       | --runner=FlinkRunner ...]
 
 Same algorithm and output format as data_pipelines/create_pretraining_data.py (the original
 script's rules: instances.create_instances_from_document, assemble_instances,
@@ -47,9 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
-import tempfile
 from typing import Iterator, NamedTuple
 
 import apache_beam as beam
@@ -58,13 +57,12 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from data_pipelines import corpora
+from data_pipelines import beam_documents
 from data_pipelines import create_pretraining_data as cpd
 from data_pipelines import instances as instances_lib
 from data_pipelines import storage
 from data_pipelines import tfrecord_writer
 
-METRICS_NAMESPACE = "beam_pretraining_data"
 _ENCODE_BATCH_ROWS = 4096  # Instances per encoded output element (at most, plus one document).
 OUTPUT_PREFIX = "pretraining.tfrecord"
 
@@ -123,156 +121,6 @@ def document_seed_sequences(
     return creation, masking
 
 
-class TokenizedDocument(NamedTuple):
-    """One document: token_ids [T] int32 back to back, sentence_lengths [num_sentences]."""
-
-    token_ids: np.ndarray
-    sentence_lengths: np.ndarray
-
-
-def _counter(name: str):
-    return beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
-
-
-def relative_names(files: list[str]) -> list[str]:
-    """Each file's path after the folder all of them share (the basename for one file): the
-    document keys use these, so that the output does not change when the corpus moves."""
-    cut = os.path.commonprefix(files).rfind("/") + 1
-    return [path[cut:] for path in files]
-
-
-class ReadTextDocuments(beam.DoFn):
-    """(path, name) -> (key, lines) per document; key "name:document index in the file", name
-    from relative_names."""
-
-    def __init__(self, skip_invalid_utf8: bool):
-        self._skip_invalid_utf8 = skip_invalid_utf8
-
-    def setup(self):
-        self._input_bytes = _counter("input_bytes")
-        self._invalid_lines = _counter("invalid_utf8_lines")
-
-    def process(self, element: tuple[str, str]) -> Iterator[tuple[str, list[str]]]:
-        path, name = element
-        document: list[str] = []
-        index = 0
-        with storage.open(path, "rb") as reader:
-            for line_number, raw_line in enumerate(reader, start=1):
-                self._input_bytes.inc(len(raw_line))
-                try:
-                    line = raw_line.decode("utf-8").strip()
-                except UnicodeDecodeError as error:
-                    if self._skip_invalid_utf8:
-                        self._invalid_lines.inc()
-                        continue
-                    raise cpd.InvalidUtf8Error(
-                        f"{path}:{line_number}: not valid UTF-8 ({error.reason} at byte "
-                        f"{error.start} of the line); fix the file or pass --skip_invalid_utf8"
-                    ) from None
-                if line:
-                    document.append(line)
-                elif document:
-                    yield f"{name}:{index}", document
-                    document, index = [], index + 1
-        if document:
-            yield f"{name}:{index}", document
-
-
-class ReadTfdsDocuments(beam.DoFn):
-    """TFDS split piece ("train[3shard]") -> (key, sentences) per example; key the tfds_id."""
-
-    def __init__(self, name: str, data_dir: str | None, text_key: str):
-        self._name, self._data_dir, self._text_key = name, data_dir, text_key
-
-    def process(self, piece: str) -> Iterator[tuple[str, list[str]]]:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-
-        try:
-            tf.config.set_visible_devices([], "GPU")
-        except RuntimeError:
-            pass  # Devices already initialised in this process.
-        dataset = tfds.load(
-            self._name,
-            split=piece,
-            data_dir=self._data_dir,
-            download=False,
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(add_tfds_id=True),
-        )
-        for index, example in enumerate(tfds.as_numpy(dataset)):
-            if self._text_key not in example:
-                raise KeyError(
-                    f"TFDS dataset {self._name} has no feature {self._text_key!r}; "
-                    f"features: {sorted(example)}"
-                )
-            key = example.get("tfds_id")
-            key = key.decode("utf-8") if key is not None else f"{self._name}/{piece}:{index}"
-            text = example[self._text_key]
-            text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-            sentences = []
-            for paragraph in text.split("\n"):
-                sentences.extend(corpora.split_sentences(paragraph))
-            if sentences:
-                yield key, sentences
-
-
-def tfds_split_pieces(name: str, split: str, data_dir: str | None) -> list[str]:
-    """One split piece per TFDS shard file ("train[0shard]", ...), so that workers read the
-    shards in parallel; the whole split as one piece when the dataset info lists no shards."""
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-
-    builder = tfds.builder(name, data_dir=data_dir)
-    try:
-        num_shards = builder.info.splits[split].num_shards
-    except (KeyError, ValueError):
-        num_shards = 0
-    if "[" in split or not num_shards:
-        return [split]
-    return [f"{split}[{shard}shard]" for shard in range(num_shards)]
-
-
-def _local_vocab_file(vocab_file: str) -> str:
-    """The tokenizer reads local files only: a remote vocab is copied to a temporary file."""
-    if not storage.is_remote(vocab_file):
-        return vocab_file
-    local = os.path.join(tempfile.mkdtemp(prefix="bertjax_vocab_"), "vocab.txt")
-    storage.copy(vocab_file, local)
-    return local
-
-
-class TokenizeDocuments(beam.DoFn):
-    """(key, lines) -> (key, TokenizedDocument); as the original, a line that tokenises to
-    nothing is dropped, and a document left without lines too."""
-
-    def __init__(self, vocab_file: str, do_lower_case: bool):
-        self._vocab_file, self._do_lower_case = vocab_file, do_lower_case
-
-    def setup(self):
-        self._tokenizer = cpd.load_tokenizer(
-            _local_vocab_file(self._vocab_file), self._do_lower_case
-        )
-        self._documents = _counter("documents")
-        self._sentences = _counter("sentences")
-        self._tokens = _counter("input_tokens")
-
-    def process(self, element) -> Iterator[tuple[str, TokenizedDocument]]:
-        key, lines = element
-        token_ids, lengths = [], []
-        for line in lines:
-            ids = self._tokenizer.convert_tokens_to_ids(self._tokenizer.tokenize(line))
-            if ids:
-                token_ids.extend(ids)
-                lengths.append(len(ids))
-        if lengths:
-            self._documents.inc()
-            self._sentences.inc(len(lengths))
-            self._tokens.inc(len(token_ids))
-            yield key, TokenizedDocument(
-                np.asarray(token_ids, np.int32), np.asarray(lengths, np.int64)
-            )
-
-
 class RandomDocumentPool(NamedTuple):
     """The random-next sample: corpus holds its documents, index_of_key maps key -> index."""
 
@@ -304,7 +152,9 @@ class _PoolWithDocument:
     tokens the offsets after the pool's, unless it is itself in the pool. Nothing is copied:
     `tokens` reads a span from whichever array holds it."""
 
-    def __init__(self, pool: RandomDocumentPool, key: str, document: TokenizedDocument):
+    def __init__(
+        self, pool: RandomDocumentPool, key: str, document: beam_documents.TokenizedDocument
+    ):
         self._pool = pool.corpus
         self._pool_tokens = len(pool.corpus.token_ids)
         self._document = document
@@ -362,11 +212,11 @@ class CreateInstances(beam.DoFn):
 
     def setup(self):
         tokenizer = cpd.load_tokenizer(
-            _local_vocab_file(self._config.vocab_file), self._config.do_lower_case
+            beam_documents.local_vocab_file(self._config.vocab_file), self._config.do_lower_case
         )
         self._vocab = cpd._vocab_arrays(tokenizer)  # pylint: disable=protected-access
         self._counters = {
-            name: _counter(name)
+            name: beam_documents.counter(name)
             for name in (
                 "instances", "tokens", "predictions", "replaced_by_mask", "kept",
                 "replaced_by_random", "random_next",
@@ -489,19 +339,23 @@ def build_pipeline(pipeline: beam.Pipeline, config: BeamPretrainingConfig) -> No
         files = storage.expand_patterns(list(config.input_files))
         sources.append(
             pipeline
-            | "Files" >> beam.Create(list(zip(files, relative_names(files))))
+            | "Files" >> beam.Create(list(zip(files, beam_documents.relative_names(files))))
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadText" >> beam.ParDo(ReadTextDocuments(config.skip_invalid_utf8))
+            | "ReadText" >> beam.ParDo(beam_documents.ReadTextDocuments(config.skip_invalid_utf8))
         )
     if config.tfds_name:
-        pieces = tfds_split_pieces(config.tfds_name, config.tfds_split, config.tfds_data_dir)
+        pieces = beam_documents.tfds_split_pieces(
+            config.tfds_name, config.tfds_split, config.tfds_data_dir
+        )
         sources.append(
             pipeline
             | "TfdsPieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()
             | "ReadTfds"
             >> beam.ParDo(
-                ReadTfdsDocuments(config.tfds_name, config.tfds_data_dir, config.tfds_text_key)
+                beam_documents.ReadTfdsDocuments(
+                    config.tfds_name, config.tfds_data_dir, config.tfds_text_key
+                )
             )
         )
     if not sources:
@@ -510,7 +364,10 @@ def build_pipeline(pipeline: beam.Pipeline, config: BeamPretrainingConfig) -> No
         sources | "AllSources" >> beam.Flatten()
         # A file holds many documents: spread them before the costly steps.
         | "SpreadDocuments" >> beam.Reshuffle()
-        | "Tokenize" >> beam.ParDo(TokenizeDocuments(config.vocab_file, config.do_lower_case))
+        | "Tokenize"
+        >> beam.ParDo(
+            beam_documents.TokenizeDocuments(config.vocab_file, config.do_lower_case)
+        )
     )
     pool = (
         documents
@@ -556,8 +413,9 @@ def _summary(counters: dict, config: BeamPretrainingConfig) -> dict:
 def run(config: BeamPretrainingConfig, pipeline_args: list[str] | None = None) -> dict:
     """Runs the pipeline (Beam options in pipeline_args) and returns the summary dict, also
     written to OUTPUT_DIR/summary.json. Waits for the runner to finish."""
-    from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=import-outside-toplevel
-    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     if config.max_seq_length < 5:
         raise ValueError(
@@ -566,13 +424,16 @@ def run(config: BeamPretrainingConfig, pipeline_args: list[str] | None = None) -
         )
     if config.random_document_pool < 1:
         raise ValueError(f"random_document_pool={config.random_document_pool}: must be >= 1")
-    cpd.load_tokenizer(_local_vocab_file(config.vocab_file), config.do_lower_case)  # Fail early.
+    # Fail early on a bad vocab, before any worker starts.
+    cpd.load_tokenizer(beam_documents.local_vocab_file(config.vocab_file), config.do_lower_case)
     storage.makedirs(config.output_dir)
     pipeline = beam.Pipeline(options=PipelineOptions(list(pipeline_args or [])))
     build_pipeline(pipeline, config)
     result = pipeline.run()
     result.wait_until_finish()
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    query = result.metrics().query(
+        MetricsFilter().with_namespace(beam_documents.METRICS_NAMESPACE)
+    )
     counters: dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -583,7 +444,9 @@ def run(config: BeamPretrainingConfig, pipeline_args: list[str] | None = None) -
             "document survived tokenisation"
         )
     summary = _summary(counters, config)
-    storage.write_text(storage.join(config.output_dir, "summary.json"), json.dumps(summary, indent=1))
+    storage.write_text(
+        storage.join(config.output_dir, "summary.json"), json.dumps(summary, indent=1)
+    )
     return summary
 
 
@@ -603,7 +466,9 @@ def _define_flags():
     flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
     flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter target length.")
     flags.DEFINE_bool("skip_invalid_utf8", False, "Skip (and count) non-UTF-8 lines.")
-    flags.DEFINE_string("tfds_name", None, "A prepared TFDS text dataset, e.g. wikipedia/20230601.en.")
+    flags.DEFINE_string(
+        "tfds_name", None, "A prepared TFDS text dataset, e.g. wikipedia/20230601.en."
+    )
     flags.DEFINE_string("tfds_split", "train", "Its split.")
     flags.DEFINE_string("tfds_data_dir", None, "Its data_dir (TFDS default when unset).")
     flags.DEFINE_string("tfds_text_key", "text", "Its text feature.")

@@ -51,7 +51,8 @@ def count_words(
 ) -> dict:
     """Counts the words of the files (comma list or list of paths/globs, any scheme) and writes
     them to output_file (any scheme); returns {distinct_words, total_words}."""
-    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     files = storage.expand_patterns(input_files)
     with beam.Pipeline(options=PipelineOptions(list(pipeline_args or []))) as pipeline:
@@ -99,4 +100,7 @@ if __name__ == "__main__":
 
     beam_word_counts._define_flags()  # pylint: disable=protected-access
     # Flags this module does not know are Beam pipeline options.
-    app.run(beam_word_counts.main, flags_parser=lambda argv: absl_flags.FLAGS(argv, known_only=True))
+    app.run(
+        beam_word_counts.main,
+        flags_parser=lambda argv: absl_flags.FLAGS(argv, known_only=True),
+    )

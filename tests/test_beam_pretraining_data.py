@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 
+from data_pipelines import beam_documents
 from data_pipelines import beam_pretraining_data as bpd
 from data_pipelines import corpora
 from data_pipelines import create_pretraining_data as cpd
@@ -128,7 +129,9 @@ def test_statistics_equal_single_machine(beam_run, single_machine_run):
     assert summary["replaced_by_mask_share"] == pytest.approx(0.8, abs=0.006)
     assert summary["kept_share"] == pytest.approx(0.1, abs=0.005)
     assert summary["replaced_by_random_share"] == pytest.approx(0.1, abs=0.005)
-    assert summary["random_next_fraction"] == pytest.approx(single["random_next_fraction"], abs=0.06)
+    assert summary["random_next_fraction"] == pytest.approx(
+        single["random_next_fraction"], abs=0.06
+    )
     ours, theirs = _parse(records), _parse(single_records)
     assert np.mean(ours["next_sentence_labels"]) == pytest.approx(summary["random_next_fraction"])
     lengths, single_lengths = ours["input_mask"].sum(1), theirs["input_mask"].sum(1)
@@ -139,7 +142,8 @@ def test_statistics_equal_single_machine(beam_run, single_machine_run):
     # Layout: [CLS] first, masked positions inside the real tokens, labels at those positions.
     assert (ours["input_ids"][:, 0] == 101).all()
     weights = ours["masked_lm_weights"] > 0
-    assert (np.take_along_axis(ours["input_mask"], ours["masked_lm_positions"], 1)[weights] == 1).all()
+    at_positions = np.take_along_axis(ours["input_mask"], ours["masked_lm_positions"], 1)
+    assert (at_positions[weights] == 1).all()
 
 
 def test_output_independent_of_worker_count(tmp_path, corpus_files, vocab_file):
@@ -159,7 +163,7 @@ def test_output_independent_of_worker_count(tmp_path, corpus_files, vocab_file):
 
 def _tokenized(lengths, first_id):
     ids = np.arange(first_id, first_id + sum(lengths), dtype=np.int32)
-    return bpd.TokenizedDocument(ids, np.asarray(lengths, np.int64))
+    return beam_documents.TokenizedDocument(ids, np.asarray(lengths, np.int64))
 
 
 def test_random_next_comes_from_the_pool_and_never_the_document_itself():
@@ -196,9 +200,10 @@ def test_seeds_depend_on_key_and_dupe_only():
         assert bpd.document_seed_sequences(*other)[1].generate_state(2).tolist() != first
     assert bpd.stable_hash("a", 1) == 13924241962069754241  # Fixed across processes/versions.
     # Keys use paths below the inputs' common folder: a moved corpus keeps its seeds.
-    assert bpd.relative_names(["/x/a/b1.txt", "/x/a/c/d.txt"]) == ["b1.txt", "c/d.txt"]
-    assert bpd.relative_names(["gs://k/x/a/b1.txt", "gs://k/x/a/b2.txt"]) == ["b1.txt", "b2.txt"]
-    assert bpd.relative_names(["gs://k/corpus.txt"]) == ["corpus.txt"]
+    assert beam_documents.relative_names(["/x/a/b1.txt", "/x/a/c/d.txt"]) == ["b1.txt", "c/d.txt"]
+    names = beam_documents.relative_names(["gs://k/x/a/b1.txt", "gs://k/x/a/b2.txt"])
+    assert names == ["b1.txt", "b2.txt"]
+    assert beam_documents.relative_names(["gs://k/corpus.txt"]) == ["corpus.txt"]
 
 
 def test_tfds_source(tmp_path, vocab_file):
