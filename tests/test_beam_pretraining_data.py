@@ -240,6 +240,11 @@ def test_errors_name_the_input(tmp_path, corpus_files, vocab_file):
         ONE_WORKER,
     )
     assert summary["invalid_utf8_lines_skipped"] == 1 and summary["documents"] == 1
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n\n")
+    with pytest.raises(Exception, match="no documents"):
+        bpd.run(_config(tmp_path / "blank", [str(blank)], vocab_file, input_files=(str(blank),)),
+                ONE_WORKER)
 
 
 def test_beam_word_counts_equal_build_vocab_counts(tmp_path, corpus_files):
