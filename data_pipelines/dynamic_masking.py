@@ -1,226 +1,338 @@
-"""Dynamic masking: sentence pairs and 80/10/10 masks made on the fly in tf.data.
+"""Dynamic masking: sentence pairs and masks made on the fly, streaming, exactly resumable.
 
-Instead of fixing dupe_factor masks on disk, every epoch pairs the tokenised documents
-afresh and every batch draws fresh masks, while staying an exact function of (seed, step):
+Instead of fixing dupe_factor masks on disk, every epoch pairs the documents afresh and every
+batch draws fresh masks, while the GLOBAL batch stays an exact function of (seed, step), the
+same whatever the number of hosts:
 
-* Pairing: a Python generator runs the original algorithm (instances.py:
-  create_instances_from_document, random next from the whole corpus) over this host's
-  documents, epoch after epoch. Epoch e draws from SeedSequence(seed, spawn_key=(e, host)):
-  the document order, the pairs and their order within a chunk of documents. The generator
-  is deterministic, so the k-th pair it yields never changes.
-* Masking: in-graph, per batch, with stateless random ops keyed by (seed, batch index) (the
-  batch index fixes the example indexes: batch k holds pairs [k * B, (k + 1) * B)): a
-  uniformly random subset of num_to_predict = min(P, max(1, round(len * masked_lm_prob)))
-  tokens other than [CLS]/[SEP], each [MASK] 80%, kept 10%, a uniform vocab id 10%.
-  tensorflow_text.mask_language_model's selectors draw from stateful RNG ops, whose state a
-  resumed run cannot restore, which is why they are not used here.
-* Resume: `start_step=k` skips k * B unmasked pairs (generator work only, no masking) and
-  numbers batches from k, so it yields exactly the batches of an uninterrupted run.
+* Streams: the sorted input files are dealt round-robin to K = min(num_files, B) streams
+  (file f to stream f % K); row r of every global batch [B] comes from stream r * K // B
+  (contiguous blocks of rows). A host builds only the streams of its rows
+  [process_index * b, (process_index + 1) * b), so it reads and tokenises only their files
+  (all hosts share one stream when there is one file).
+* Tokenising: a file is tokenised (streaming, line by line) when its stream first reaches it,
+  and cached under `cache_dir` as one .npz of flat arrays (token ids, sentence and document
+  offsets: instances.TokenizedCorpus) written atomically through data_pipelines.storage, keyed
+  by the tokenizer (kind, vocabulary sha256, casing) and the file's path, size and mtime. Later
+  epochs and later runs load the cache; start-up costs one file per stream, whatever the
+  corpus size, and memory holds one file per stream.
+* Pairing: stream s in epoch e draws from SeedSequence(seed, spawn_key=(s, e)): the order of
+  its files, the order of each file's documents, then the original algorithm
+  (instances.create_instances_from_document) over windows of `window_documents` documents
+  in that order, pairs shuffled within a window. Differences from the original: a document
+  ends at a blank line or at the end of its file (the original continues it into the next
+  file); the random next segment comes from a document of the same window (the original draws
+  from the whole corpus held in memory), so statistics match the original's when a file's
+  documents fit in one window (the default corpus) and NSP negatives stay local otherwise.
+* Masking: instances.create_masked_lm_predictions, THE masking of the offline writer too
+  (per-token or whole-word; random replacements uniform over the whole vocabulary list,
+  special tokens included, as the original), on each stream's block of global batch k with
+  rng = numpy default_rng([seed, k, s]).
+* Resume: `start_step=k` skips k blocks of every stream (pairing book-keeping only: no
+  assembling, no masking), so it yields exactly the batches of an uninterrupted run.
 
-Per-token masking only (whole-word masking is in the offline writer). Output: the same dict
-as pretraining_input.make_pretraining_dataset (next_sentence_labels [B]).
-Shape legend: B batch, S = max_seq_length, P = max_predictions_per_seq.
+Output: the seven pretraining features (as pretraining_input.make_pretraining_dataset), this
+host's rows of each global batch.
+Shape legend: B global batch, b = B / process_count rows per host, S = max_seq_length,
+P = max_predictions_per_seq, K streams.
 """
 
 from __future__ import annotations
 
+import array
+import dataclasses
+import hashlib
+import io
 import itertools
+import os
 import random
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from data_pipelines import instances as instances_lib
+from data_pipelines import storage
+from data_pipelines import tokenizers as tokenizers_lib
 
-try:
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators belong to JAX.
-except RuntimeError:
-    pass  # Devices were initialised before this import.
-
-_DOCUMENTS_PER_CHUNK = 64  # Pairs are shuffled within chunks of this many documents.
+_CACHE_FORMAT = 1
 
 
-def sentence_pairs(
-    corpus: instances_lib.TokenizedCorpus,
-    max_seq_length: int,
-    short_seq_prob: float,
-    seed: int,
-    cls_id: int,
-    sep_id: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    num_epochs: int | None = None,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Unmasked [CLS] A [SEP] B [SEP] pairs, chunk by chunk, epoch after epoch.
+@dataclasses.dataclass(frozen=True)
+class DynamicMaskingConfig:
+    """How pairs and masks are made (the original flags) and where tokenised files are cached.
 
-    Documents are split between hosts (document i goes to host i % process_count); random
-    next segments come from the whole corpus on every host.
-    Yields dicts of input_ids, input_mask, segment_ids [n, S] int32 and
-    next_sentence_labels [n] int32.
+    Attributes:
+      max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
+        do_whole_word_mask: as the original flags.
+      seed: the stream is a function of (seed, step).
+      window_documents: random next segments come from this many consecutive documents.
+      cache_dir: where tokenised files are cached ("" keeps them in memory only).
     """
-    host_documents = np.arange(process_index, corpus.num_documents, process_count)
-    if host_documents.size == 0:
-        raise ValueError(
-            f"host {process_index} of {process_count} gets no document: the corpus "
-            f"has only {corpus.num_documents}"
-        )
+
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    do_whole_word_mask: bool = False
+    seed: int = 12345
+    window_documents: int = 1024
+    cache_dir: str = ""
+
+
+def tokenize_file(path: str, tokenizer) -> instances_lib.TokenizedCorpus:
+    """The documents of one file in the original text format, tokenised line by line.
+
+    A blank line ends a document, and so does the end of the file; sentences that tokenise to
+    nothing and empty documents are dropped. Raises ValueError naming the file and line when a
+    line is not UTF-8.
+    """
+    token_ids = array.array("i")
+    sentence_ends = array.array("q")
+    document_ends = array.array("q")
+    tokenize_to_ids = tokenizer.tokenize_to_ids
+    with storage.open(path, "rb") as reader:
+        for line_number, raw_line in enumerate(reader, start=1):
+            try:
+                line = raw_line.decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: not valid UTF-8 ({error.reason} at "
+                                 f"byte {error.start} of the line)") from None
+            if not line:
+                if len(sentence_ends) and (not len(document_ends)
+                                           or document_ends[-1] < len(sentence_ends)):
+                    document_ends.append(len(sentence_ends))
+                continue
+            ids = tokenize_to_ids(line)
+            if ids:
+                token_ids.extend(ids)
+                sentence_ends.append(len(token_ids))
+    if len(sentence_ends) and (not len(document_ends) or document_ends[-1] < len(sentence_ends)):
+        document_ends.append(len(sentence_ends))
+    return instances_lib.TokenizedCorpus(
+        token_ids=np.frombuffer(token_ids, np.int32).copy() if token_ids else np.zeros([0], np.int32),
+        sentence_starts=np.concatenate([[0], np.frombuffer(sentence_ends, np.int64)]).astype(np.int64),
+        document_starts=np.concatenate([[0], np.frombuffer(document_ends, np.int64)]).astype(np.int64),
+    )
+
+
+def _cache_path(cache_dir: str, path: str, tokenizer_key: str) -> str:
+    """Cache file of `path`: keyed by the tokenizer and the file's path, size and mtime."""
+    stamp = [path, storage.size(path)]
+    if not storage.is_remote(path):
+        stamp.append(os.stat(path).st_mtime_ns)
+    file_key = hashlib.sha256(repr(stamp).encode()).hexdigest()[:20]
+    name = storage.basename(path).replace(".", "_")[:60]
+    return storage.join(cache_dir, f"tokenized-v{_CACHE_FORMAT}-{tokenizer_key}",
+                        f"{name}-{file_key}.npz")
+
+
+def load_tokenized_file(path: str, tokenizer, cache_dir: str = "",
+                        tokenizer_key: str = "") -> instances_lib.TokenizedCorpus:
+    """tokenize_file(path), through the cache under `cache_dir` when one is given."""
+    if not cache_dir:
+        return tokenize_file(path, tokenizer)
+    cached = _cache_path(cache_dir, path, tokenizer_key)
+    if storage.exists(cached):
+        with storage.open(cached, "rb") as reader:
+            arrays = np.load(io.BytesIO(reader.read()))
+            return instances_lib.TokenizedCorpus(
+                arrays["token_ids"], arrays["sentence_starts"], arrays["document_starts"])
+    corpus = tokenize_file(path, tokenizer)
+    with storage.atomic_write(cached, "wb") as writer:
+        np.savez(writer, token_ids=corpus.token_ids, sentence_starts=corpus.sentence_starts,
+                 document_starts=corpus.document_starts)
+    return corpus
+
+
+def _window_corpus(corpus: instances_lib.TokenizedCorpus,
+                   documents: np.ndarray) -> instances_lib.TokenizedCorpus:
+    """The given documents of `corpus`, in that order, as a corpus of their own (a copy)."""
+    first = corpus.document_starts[documents]
+    last = corpus.document_starts[documents + 1]
+    sentences = np.concatenate([np.arange(a, b) for a, b in zip(first, last)])
+    starts, ends = corpus.sentence_starts[sentences], corpus.sentence_starts[sentences + 1]
+    lengths = ends - starts
+    token_ids = (np.concatenate([corpus.token_ids[a:b] for a, b in zip(starts, ends)])
+                 if len(starts) else np.zeros([0], np.int32))
+    return instances_lib.TokenizedCorpus(
+        token_ids=np.asarray(token_ids, np.int32),
+        sentence_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        document_starts=np.concatenate([[0], np.cumsum(last - first)]).astype(np.int64),
+    )
+
+
+def stream_windows(load_file, num_files: int, stream_index: int, config: DynamicMaskingConfig,
+                   num_epochs: int | None = None):
+    """Unassembled pairs of one stream, window after window, epoch after epoch.
+
+    Args:
+      load_file: i -> TokenizedCorpus of the stream's i-th file.
+      num_files: the stream's files.
+    Yields (window corpus token_ids [T], shuffled list of instances.InstanceSpans).
+    """
     epochs = itertools.count() if num_epochs is None else range(num_epochs)
     for epoch in epochs:
-        epoch_seeds = np.random.SeedSequence(seed, spawn_key=(epoch, process_index))
-        numpy_rng = np.random.default_rng(epoch_seeds)
-        python_rng = random.Random(
-            int.from_bytes(epoch_seeds.generate_state(4).tobytes(), "little")
-        )
-        order = numpy_rng.permutation(host_documents)
-        for chunk_start in range(0, len(order), _DOCUMENTS_PER_CHUNK):
-            spans = []
-            for document_index in order[chunk_start : chunk_start + _DOCUMENTS_PER_CHUNK]:
-                spans.extend(
-                    instances_lib.create_instances_from_document(
-                        corpus, int(document_index), max_seq_length, short_seq_prob, python_rng
-                    )
-                )
-            if not spans:
-                continue
-            pairs = instances_lib.assemble_instances(
-                corpus.token_ids, spans, max_seq_length, cls_id, sep_id
-            )
-            shuffle = numpy_rng.permutation(len(spans))
-            yield dict(
-                input_ids=pairs.input_ids[shuffle],
-                input_mask=pairs.input_mask[shuffle],
-                segment_ids=pairs.segment_ids[shuffle],
-                next_sentence_labels=pairs.next_sentence_labels[shuffle],
-            )
+        seeds = np.random.SeedSequence(config.seed, spawn_key=(stream_index, epoch))
+        numpy_rng = np.random.default_rng(seeds)
+        python_rng = random.Random(int.from_bytes(seeds.generate_state(4).tobytes(), "little"))
+        any_pairs = False
+        for file_index in numpy_rng.permutation(num_files):
+            corpus = load_file(int(file_index))
+            order = numpy_rng.permutation(corpus.num_documents)
+            for start in range(0, len(order), config.window_documents):
+                window = _window_corpus(corpus, order[start:start + config.window_documents])
+                spans = []
+                for document_index in range(window.num_documents):
+                    spans.extend(instances_lib.create_instances_from_document(
+                        window, document_index, config.max_seq_length, config.short_seq_prob,
+                        python_rng))
+                if spans:
+                    any_pairs = True
+                    shuffle = numpy_rng.permutation(len(spans))
+                    yield window.token_ids, [spans[i] for i in shuffle]
+        if not any_pairs:
+            raise ValueError(f"stream {stream_index} ({num_files} files) has no document")
 
 
-def mask_batch(
-    batch: dict[str, tf.Tensor],
-    seed: tf.Tensor,
-    *,
-    max_predictions_per_seq: int,
-    masked_lm_prob: float,
-    vocab_size: int,
-    cls_id: int,
-    sep_id: int,
-    mask_id: int,
-) -> dict[str, tf.Tensor]:
-    """80/10/10 masking of a batch, deterministic in `seed` ([2] int64, stateless ops).
+class _Rows:
+    """Takes rows from a stream of windows; skipped rows are never assembled."""
 
-    Args:
-      batch: input_ids, input_mask, segment_ids [B, S] int32; next_sentence_labels [B].
-      seed: [2] stateless seed, e.g. (data seed, batch index).
-    Returns:
-      The seven pretraining features; masked_lm_* are [B, P], positions sorted, zero padded.
-    """
-    input_ids = batch["input_ids"]
-    input_mask = batch["input_mask"]
-    batch_size = tf.shape(input_ids)[0]
-    seq_length = tf.shape(input_ids)[1]
-    width = max_predictions_per_seq
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
-    candidates = (input_mask == 1) & (input_ids != cls_id) & (input_ids != sep_id)  # [B, S]
-    lengths = tf.reduce_sum(input_mask, axis=1)
-    # tf.round rounds half to even, like Python 3's round() in the original.
-    num_to_predict = tf.minimum(
-        width,
-        tf.maximum(1, tf.cast(tf.round(tf.cast(lengths, tf.float64) * masked_lm_prob), tf.int32)),
-    )
-    num_chosen = tf.minimum(num_to_predict, tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1))
-    # A uniformly random subset: the num_chosen candidates with the smallest uniform keys.
-    keys = tf.where(candidates, tf.random.stateless_uniform(tf.shape(input_ids), seeds[0]), 2.0)
-    _, smallest = tf.math.top_k(-keys, k=tf.minimum(width, seq_length))  # [B, <=P]
-    rank = tf.range(tf.shape(smallest)[1])[None, :]
-    real = rank < num_chosen[:, None]
-    positions = tf.sort(tf.where(real, smallest, seq_length), axis=1)  # chosen first, sorted
-    positions = tf.where(real, positions, 0)
-    pad = width - tf.shape(positions)[1]
-    positions = tf.pad(positions, [[0, 0], [0, pad]])
-    real = tf.pad(real, [[0, 0], [0, pad]])
-    original_ids = tf.where(real, tf.gather(input_ids, positions, batch_dims=1), 0)
-    draw = tf.random.stateless_uniform([batch_size, width], seeds[1])
-    random_ids = tf.random.stateless_uniform(
-        [batch_size, width], seeds[2], minval=0, maxval=vocab_size, dtype=tf.int32
-    )
-    replacement = tf.where(draw < 0.8, mask_id, tf.where(draw < 0.9, original_ids, random_ids))
-    rows = tf.broadcast_to(tf.range(batch_size)[:, None], tf.shape(positions))
-    update_index = tf.boolean_mask(tf.stack([rows, positions], axis=-1), real)
-    masked_ids = tf.tensor_scatter_nd_update(
-        input_ids, update_index, tf.boolean_mask(replacement, real)
-    )
+    def __init__(self, windows, max_seq_length: int, cls_id: int, sep_id: int):
+        self._windows = windows
+        self._pending: list = []  # [token_ids, spans, next index]
+        self._settings = (max_seq_length, cls_id, sep_id)
+
+    def _fill(self):
+        token_ids, spans = next(self._windows)
+        self._pending.append([token_ids, spans, 0])
+
+    def skip(self, count: int) -> None:
+        while count:
+            if not self._pending:
+                self._fill()
+            window = self._pending[0]
+            used = min(count, len(window[1]) - window[2])
+            window[2] += used
+            count -= used
+            if window[2] == len(window[1]):
+                self._pending.pop(0)
+
+    def take(self, count: int) -> instances_lib.InstanceArrays:
+        parts = []
+        while count:
+            if not self._pending:
+                self._fill()
+            token_ids, spans, index = window = self._pending[0]
+            used = min(count, len(spans) - index)
+            parts.append(instances_lib.assemble_instances(
+                token_ids, spans[index:index + used], *self._settings))
+            window[2] += used
+            count -= used
+            if window[2] == len(spans):
+                self._pending.pop(0)
+        return instances_lib.InstanceArrays(*(np.concatenate(f) for f in zip(*parts)))
+
+
+def mask_rows(pairs: instances_lib.InstanceArrays, arrays: tokenizers_lib.MaskingArrays,
+              config: DynamicMaskingConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The seven pretraining features of unmasked pairs, masked by create_masked_lm_predictions."""
+    masked = instances_lib.create_masked_lm_predictions(
+        pairs.input_ids, pairs.input_mask, (arrays.cls_id, arrays.sep_id),
+        config.masked_lm_prob, config.max_predictions_per_seq, arrays.vocab_ids, arrays.mask_id,
+        rng, continuation_ids=arrays.continuation if config.do_whole_word_mask else None)
     return dict(
-        input_ids=masked_ids,
-        input_mask=input_mask,
-        segment_ids=batch["segment_ids"],
-        masked_lm_positions=positions,
-        masked_lm_ids=original_ids,
-        masked_lm_weights=tf.cast(real, tf.float32),
-        next_sentence_labels=tf.reshape(batch["next_sentence_labels"], [-1]),
+        input_ids=masked.input_ids.astype(np.int32),
+        input_mask=pairs.input_mask.astype(np.int32),
+        segment_ids=pairs.segment_ids.astype(np.int32),
+        masked_lm_positions=masked.masked_lm_positions,
+        masked_lm_ids=masked.masked_lm_ids,
+        masked_lm_weights=masked.masked_lm_weights,
+        next_sentence_labels=pairs.next_sentence_labels.astype(np.int32),
     )
 
 
-def make_dynamic_masking_dataset(
-    corpus: instances_lib.TokenizedCorpus,
-    vocab: dict[str, int],
-    per_host_batch_size: int,
-    max_seq_length: int,
-    max_predictions_per_seq: int,
-    *,
-    seed: int,
-    start_step: int = 0,
-    process_index: int = 0,
-    process_count: int = 1,
-    masked_lm_prob: float = 0.15,
-    short_seq_prob: float = 0.1,
-) -> tf.data.Dataset:
-    """Endless batches of freshly paired and masked examples (see the module docstring).
+def stream_layout(num_files: int, global_batch_size: int) -> np.ndarray:
+    """[B] the stream of each global batch row (contiguous blocks); K = min(num_files, B)."""
+    num_streams = min(num_files, global_batch_size)
+    return np.arange(global_batch_size) * num_streams // global_batch_size
+
+
+def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, *,
+                 global_batch_size: int, process_index: int = 0, process_count: int = 1,
+                 start_step: int = 0, tokenizer_key: str = "",
+                 stats: dict | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """This host's rows [b] of global batches start_step, start_step + 1, ... (numpy dicts).
 
     Args:
-      corpus: tokenised documents (instances.TokenizedCorpus; e.g. from_documents(ids)).
-      vocab: token -> id (tokenizer.vocab); needs [CLS], [SEP], [MASK]; random replacements are
-        uniform over ids [0, len(vocab)).
-      per_host_batch_size, max_seq_length, max_predictions_per_seq: B, S, P.
-      seed: data seed; the batches are a function of (seed, step).
-      start_step: first batch to yield (exact resume).
-      process_index, process_count: this host and the number of hosts.
-      masked_lm_prob, short_seq_prob: as the original flags.
+      files: the input files in the original text format, sorted (every host the same list).
+      tokenizer: from data_pipelines.tokenizers.make_tokenizer.
+      config: DynamicMaskingConfig.
+      global_batch_size: B; a multiple of process_count.
+      tokenizer_key: names the tokenizer in cache keys (tokenizers.fingerprint's hash).
+      stats: if given, stats["files_loaded"] lists the files this host loaded (for tests).
     """
-    cls_id, sep_id, mask_id = vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"]
-    spec_2d = tf.TensorSpec([None, max_seq_length], tf.int32)
-    chunks = tf.data.Dataset.from_generator(
-        lambda: sentence_pairs(
-            corpus,
-            max_seq_length,
-            short_seq_prob,
-            seed,
-            cls_id,
-            sep_id,
-            process_index,
-            process_count,
-        ),
-        output_signature=dict(
-            input_ids=spec_2d,
-            input_mask=spec_2d,
-            segment_ids=spec_2d,
-            next_sentence_labels=tf.TensorSpec([None], tf.int32),
-        ),
-    )
-    pairs = chunks.unbatch().skip(start_step * per_host_batch_size)
-    batches = pairs.batch(per_host_batch_size, drop_remainder=True)
-    batches = batches.enumerate(start=start_step)
+    if not files:
+        raise ValueError("dynamic masking needs at least one input file")
+    if global_batch_size % process_count:
+        raise ValueError(f"global batch {global_batch_size} does not split over "
+                         f"{process_count} processes")
+    rows_per_host = global_batch_size // process_count
+    row_stream = stream_layout(len(files), global_batch_size)
+    num_streams = int(row_stream[-1]) + 1
+    host_first = process_index * rows_per_host
+    host_streams = sorted(set(row_stream[host_first:host_first + rows_per_host].tolist()))
+    arrays = tokenizers_lib.masking_arrays(tokenizer)
+    readers = {}
+    for stream in host_streams:
+        stream_files = list(files[stream::num_streams])
 
-    def mask(step, batch):
-        return mask_batch(
-            batch,
-            tf.stack([tf.cast(seed, tf.int64), step]),
-            max_predictions_per_seq=max_predictions_per_seq,
-            masked_lm_prob=masked_lm_prob,
-            vocab_size=len(vocab),
-            cls_id=cls_id,
-            sep_id=sep_id,
-            mask_id=mask_id,
-        )
+        def load_file(i, stream_files=stream_files):
+            if stats is not None:
+                stats.setdefault("files_loaded", []).append(stream_files[i])
+            return load_tokenized_file(stream_files[i], tokenizer, config.cache_dir,
+                                       tokenizer_key)
 
-    batches = batches.map(mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return batches.prefetch(tf.data.AUTOTUNE)
+        windows = stream_windows(load_file, len(stream_files), stream, config)
+        readers[stream] = _Rows(windows, config.max_seq_length, arrays.cls_id, arrays.sep_id)
+    block_first = {s: int(np.argmax(row_stream == s)) for s in host_streams}
+    block_size = {s: int(np.sum(row_stream == s)) for s in host_streams}
+    for stream in host_streams:
+        readers[stream].skip(start_step * block_size[stream])
+    for step in itertools.count(start_step):
+        parts = []
+        for stream in host_streams:
+            pairs = readers[stream].take(block_size[stream])
+            rng = np.random.default_rng([config.seed, step, stream])
+            block = mask_rows(pairs, arrays, config, rng)
+            low = max(host_first, block_first[stream]) - block_first[stream]
+            high = min(host_first + rows_per_host,
+                       block_first[stream] + block_size[stream]) - block_first[stream]
+            parts.append({name: value[low:high] for name, value in block.items()})
+        yield {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def make_dynamic_masking_dataset(files: Sequence[str], tokenizer, config: DynamicMaskingConfig,
+                                 *, per_host_batch_size: int, process_index: int = 0,
+                                 process_count: int = 1, start_step: int = 0,
+                                 tokenizer_key: str = ""):
+    """host_batches as a tf.data.Dataset, prefetched (pairing and masking overlap training)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    try:
+        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators belong to JAX.
+    except RuntimeError:
+        pass  # Devices were initialised before this call.
+    b, s, p = per_host_batch_size, config.max_seq_length, config.max_predictions_per_seq
+    signature = dict(
+        input_ids=tf.TensorSpec([b, s], tf.int32), input_mask=tf.TensorSpec([b, s], tf.int32),
+        segment_ids=tf.TensorSpec([b, s], tf.int32),
+        masked_lm_positions=tf.TensorSpec([b, p], tf.int32),
+        masked_lm_ids=tf.TensorSpec([b, p], tf.int32),
+        masked_lm_weights=tf.TensorSpec([b, p], tf.float32),
+        next_sentence_labels=tf.TensorSpec([b], tf.int32))
+    dataset = tf.data.Dataset.from_generator(
+        lambda: host_batches(files, tokenizer, config,
+                             global_batch_size=per_host_batch_size * process_count,
+                             process_index=process_index, process_count=process_count,
+                             start_step=start_step, tokenizer_key=tokenizer_key),
+        output_signature=signature)
+    return dataset.prefetch(tf.data.AUTOTUNE)
