@@ -59,6 +59,26 @@ def make_tokenizer(tokenizer: str = "wordpiece", *, vocab_file: str = "",
     return result
 
 
+def from_data_config(data, vocab_file: str = ""):
+    """make_tokenizer from a config.data-like mapping (keys tokenizer, spm_model_file,
+    vocab_file, do_lower_case; missing keys take the defaults). `vocab_file`, when given,
+    replaces data["vocab_file"] (e.g. the vocab.txt found beside a checkpoint)."""
+    return make_tokenizer(data.get("tokenizer", "wordpiece"),
+                          vocab_file=vocab_file or data.get("vocab_file", ""),
+                          do_lower_case=data.get("do_lower_case", True),
+                          spm_model_file=data.get("spm_model_file", ""))
+
+
+def check_vocab_size(tokenizer, model_vocab_size: int) -> None:
+    """Raises when the tokenizer makes ids the model's embedding table does not have (a lookup
+    past the table would silently read a clamped row)."""
+    largest = max(tokenizer.vocab.values())
+    if largest >= model_vocab_size:
+        raise ValueError(f"the tokenizer makes ids up to {largest} but the model's vocab_size is "
+                         f"{model_vocab_size}; set config.model.vocab_size to at least "
+                         f"{largest + 1} (or use the checkpoint's own vocabulary)")
+
+
 class MaskingArrays(NamedTuple):
     """What masking needs from a vocabulary. Shapes: [V] each.
 
