@@ -9,20 +9,22 @@ same whatever the number of hosts:
   (contiguous blocks of rows). A host builds only the streams of its rows
   [process_index * b, (process_index + 1) * b), so it reads and tokenises only their files
   (all hosts share one stream when there is one file).
-* Tokenising: a file is tokenised (streaming, line by line) when its stream first reaches it,
-  and cached under `cache_dir` as one .npz of flat arrays (token ids, sentence and document
-  offsets: instances.TokenizedCorpus) written atomically through data_pipelines.storage, keyed
-  by the tokenizer (kind, vocabulary sha256, casing) and the file's path, size and mtime. Later
-  epochs and later runs load the cache; start-up costs one file per stream, whatever the
-  corpus size, and memory holds one file per stream.
+* Streaming: a stream reads its files one at a time, line by line, and tokenises
+  `window_documents` documents at a time; each window is cached under `cache_dir` as one .npz
+  of flat arrays (token ids, sentence and document offsets: instances.TokenizedCorpus), written
+  atomically through data_pipelines.storage, keyed by the tokenizer (kind, vocabulary sha256,
+  casing) and the file's path, size and mtime; later epochs and later runs read the cache.
+  Start-up costs one window per stream and memory holds one window per stream, whatever the
+  corpus size.
 * Pairing: stream s in epoch e draws from SeedSequence(seed, spawn_key=(s, e)): the order of
-  its files, the order of each file's documents, then the original algorithm
-  (instances.create_instances_from_document) over windows of `window_documents` documents
-  in that order, pairs shuffled within a window. Differences from the original: a document
-  ends at a blank line or at the end of its file (the original continues it into the next
-  file); the random next segment comes from a document of the same window (the original draws
-  from the whole corpus held in memory), so statistics match the original's when a file's
-  documents fit in one window (the default corpus) and NSP negatives stay local otherwise.
+  its files, then per window the order of its documents and the original algorithm
+  (instances.create_instances_from_document); pairs are shuffled within the window.
+  Differences from the original, which holds the whole corpus in memory: a document ends at a
+  blank line or at the end of its file (the original continues it into the next file); the
+  random next segment comes from a document of the same window, not of the whole corpus, and
+  pairs are shuffled within a window, not over the corpus. Statistics match the original's
+  where a file fits in one window (the default corpus); otherwise NSP negatives stay local
+  (take window_documents in the thousands so that they rarely share a topic).
 * Masking: instances.create_masked_lm_predictions, THE masking of the offline writer too
   (per-token or whole-word; random replacements uniform over the whole vocabulary list,
   special tokens included, as the original), on each stream's block of global batch k with
@@ -43,6 +45,7 @@ import dataclasses
 import hashlib
 import io
 import itertools
+import json
 import os
 import random
 from typing import Iterator, Sequence
@@ -78,16 +81,27 @@ class DynamicMaskingConfig:
     cache_dir: str = ""
 
 
-def tokenize_file(path: str, tokenizer) -> instances_lib.TokenizedCorpus:
-    """The documents of one file in the original text format, tokenised line by line.
+def tokenize_windows(path: str, tokenizer, window_documents: int
+                     ) -> Iterator[instances_lib.TokenizedCorpus]:
+    """The documents of one file in the original text format, tokenised line by line and
+    yielded `window_documents` at a time (the last window may be smaller).
 
     A blank line ends a document, and so does the end of the file; sentences that tokenise to
     nothing and empty documents are dropped. Raises ValueError naming the file and line when a
     line is not UTF-8.
     """
-    token_ids = array.array("i")
-    sentence_ends = array.array("q")
-    document_ends = array.array("q")
+    token_ids, sentence_ends, document_ends = array.array("i"), array.array("q"), array.array("q")
+
+    def window():
+        return instances_lib.TokenizedCorpus(
+            token_ids=np.array(token_ids, np.int32),
+            sentence_starts=np.concatenate([[0], np.array(sentence_ends, np.int64)]),
+            document_starts=np.concatenate([[0], np.array(document_ends, np.int64)]))
+
+    def end_document():
+        if len(sentence_ends) and (not document_ends or document_ends[-1] < len(sentence_ends)):
+            document_ends.append(len(sentence_ends))
+
     tokenize_to_ids = tokenizer.tokenize_to_ids
     with storage.open(path, "rb") as reader:
         for line_number, raw_line in enumerate(reader, start=1):
@@ -97,77 +111,83 @@ def tokenize_file(path: str, tokenizer) -> instances_lib.TokenizedCorpus:
                 raise ValueError(f"{path}:{line_number}: not valid UTF-8 ({error.reason} at "
                                  f"byte {error.start} of the line)") from None
             if not line:
-                if len(sentence_ends) and (not len(document_ends)
-                                           or document_ends[-1] < len(sentence_ends)):
-                    document_ends.append(len(sentence_ends))
+                end_document()
+                if len(document_ends) == window_documents:
+                    yield window()
+                    token_ids, sentence_ends, document_ends = (
+                        array.array("i"), array.array("q"), array.array("q"))
                 continue
             ids = tokenize_to_ids(line)
             if ids:
                 token_ids.extend(ids)
                 sentence_ends.append(len(token_ids))
-    if len(sentence_ends) and (not len(document_ends) or document_ends[-1] < len(sentence_ends)):
-        document_ends.append(len(sentence_ends))
-    return instances_lib.TokenizedCorpus(
-        token_ids=np.frombuffer(token_ids, np.int32).copy() if token_ids else np.zeros([0], np.int32),
-        sentence_starts=np.concatenate([[0], np.frombuffer(sentence_ends, np.int64)]).astype(np.int64),
-        document_starts=np.concatenate([[0], np.frombuffer(document_ends, np.int64)]).astype(np.int64),
-    )
+    end_document()
+    if document_ends:
+        yield window()
 
 
-def _cache_path(cache_dir: str, path: str, tokenizer_key: str) -> str:
-    """Cache file of `path`: keyed by the tokenizer and the file's path, size and mtime."""
-    stamp = [path, storage.size(path)]
+def tokenize_file(path: str, tokenizer) -> instances_lib.TokenizedCorpus:
+    """All documents of one file as one TokenizedCorpus (tokenize_windows in one window)."""
+    windows = list(tokenize_windows(path, tokenizer, window_documents=2**62))
+    if windows:
+        return windows[0]
+    return instances_lib.TokenizedCorpus(np.zeros([0], np.int32), np.zeros([1], np.int64),
+                                         np.zeros([1], np.int64))
+
+
+def _cache_folder(cache_dir: str, path: str, tokenizer_key: str, window_documents: int) -> str:
+    """Cache folder of `path`: keyed by the tokenizer, the window and the file's path, size
+    and (local files) mtime."""
+    stamp = [path, storage.size(path), window_documents]
     if not storage.is_remote(path):
         stamp.append(os.stat(path).st_mtime_ns)
     file_key = hashlib.sha256(repr(stamp).encode()).hexdigest()[:20]
     name = storage.basename(path).replace(".", "_")[:60]
     return storage.join(cache_dir, f"tokenized-v{_CACHE_FORMAT}-{tokenizer_key}",
-                        f"{name}-{file_key}.npz")
+                        f"{name}-{file_key}")
 
 
-def load_tokenized_file(path: str, tokenizer, cache_dir: str = "",
-                        tokenizer_key: str = "") -> instances_lib.TokenizedCorpus:
-    """tokenize_file(path), through the cache under `cache_dir` when one is given."""
+def file_windows(path: str, tokenizer, window_documents: int, cache_dir: str = "",
+                 tokenizer_key: str = "") -> Iterator[instances_lib.TokenizedCorpus]:
+    """tokenize_windows(path), through the cache under `cache_dir` when one is given.
+
+    Each window is written as it is made (window-NNNNNN.npz, atomically); `complete.json`,
+    written after the file's last window, marks the file as cached. A file whose pass was cut
+    short is tokenised again from its start.
+    """
     if not cache_dir:
-        return tokenize_file(path, tokenizer)
-    cached = _cache_path(cache_dir, path, tokenizer_key)
-    if storage.exists(cached):
-        with storage.open(cached, "rb") as reader:
-            arrays = np.load(io.BytesIO(reader.read()))
-            return instances_lib.TokenizedCorpus(
-                arrays["token_ids"], arrays["sentence_starts"], arrays["document_starts"])
-    corpus = tokenize_file(path, tokenizer)
-    with storage.atomic_write(cached, "wb") as writer:
-        np.savez(writer, token_ids=corpus.token_ids, sentence_starts=corpus.sentence_starts,
-                 document_starts=corpus.document_starts)
-    return corpus
+        yield from tokenize_windows(path, tokenizer, window_documents)
+        return
+    folder = _cache_folder(cache_dir, path, tokenizer_key, window_documents)
+    marker = storage.join(folder, "complete.json")
+    if storage.exists(marker):
+        num_windows = json.loads(storage.read_text(marker))["windows"]
+        for index in range(num_windows):
+            with storage.open(storage.join(folder, f"window-{index:06d}.npz"), "rb") as reader:
+                arrays = np.load(io.BytesIO(reader.read()))
+                yield instances_lib.TokenizedCorpus(
+                    arrays["token_ids"], arrays["sentence_starts"], arrays["document_starts"])
+        return
+    num_windows = 0
+    for window in tokenize_windows(path, tokenizer, window_documents):
+        with storage.atomic_write(storage.join(folder, f"window-{num_windows:06d}.npz"),
+                                  "wb") as writer:
+            np.savez(writer, token_ids=window.token_ids, sentence_starts=window.sentence_starts,
+                     document_starts=window.document_starts)
+        num_windows += 1
+        yield window
+    storage.write_text(marker, json.dumps(dict(path=path, windows=num_windows)))
 
 
-def _window_corpus(corpus: instances_lib.TokenizedCorpus,
-                   documents: np.ndarray) -> instances_lib.TokenizedCorpus:
-    """The given documents of `corpus`, in that order, as a corpus of their own (a copy)."""
-    first = corpus.document_starts[documents]
-    last = corpus.document_starts[documents + 1]
-    sentences = np.concatenate([np.arange(a, b) for a, b in zip(first, last)])
-    starts, ends = corpus.sentence_starts[sentences], corpus.sentence_starts[sentences + 1]
-    lengths = ends - starts
-    token_ids = (np.concatenate([corpus.token_ids[a:b] for a, b in zip(starts, ends)])
-                 if len(starts) else np.zeros([0], np.int32))
-    return instances_lib.TokenizedCorpus(
-        token_ids=np.asarray(token_ids, np.int32),
-        sentence_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        document_starts=np.concatenate([[0], np.cumsum(last - first)]).astype(np.int64),
-    )
-
-
-def stream_windows(load_file, num_files: int, stream_index: int, config: DynamicMaskingConfig,
-                   num_epochs: int | None = None):
+def stream_windows(files: Sequence[str], tokenizer, stream_index: int,
+                   config: DynamicMaskingConfig, tokenizer_key: str = "",
+                   num_epochs: int | None = None, opened: list | None = None):
     """Unassembled pairs of one stream, window after window, epoch after epoch.
 
     Args:
-      load_file: i -> TokenizedCorpus of the stream's i-th file.
-      num_files: the stream's files.
-    Yields (window corpus token_ids [T], shuffled list of instances.InstanceSpans).
+      files: the stream's files.
+      opened: if given, each file's path is appended when the stream starts reading it.
+    Yields (window token_ids [T], shuffled list of instances.InstanceSpans into them).
     """
     epochs = itertools.count() if num_epochs is None else range(num_epochs)
     for epoch in epochs:
@@ -175,22 +195,23 @@ def stream_windows(load_file, num_files: int, stream_index: int, config: Dynamic
         numpy_rng = np.random.default_rng(seeds)
         python_rng = random.Random(int.from_bytes(seeds.generate_state(4).tobytes(), "little"))
         any_pairs = False
-        for file_index in numpy_rng.permutation(num_files):
-            corpus = load_file(int(file_index))
-            order = numpy_rng.permutation(corpus.num_documents)
-            for start in range(0, len(order), config.window_documents):
-                window = _window_corpus(corpus, order[start:start + config.window_documents])
+        for file_index in numpy_rng.permutation(len(files)):
+            path = files[int(file_index)]
+            if opened is not None:
+                opened.append(path)
+            for window in file_windows(path, tokenizer, config.window_documents,
+                                       config.cache_dir, tokenizer_key):
                 spans = []
-                for document_index in range(window.num_documents):
+                for document_index in numpy_rng.permutation(window.num_documents):
                     spans.extend(instances_lib.create_instances_from_document(
-                        window, document_index, config.max_seq_length, config.short_seq_prob,
-                        python_rng))
+                        window, int(document_index), config.max_seq_length,
+                        config.short_seq_prob, python_rng))
                 if spans:
                     any_pairs = True
                     shuffle = numpy_rng.permutation(len(spans))
                     yield window.token_ids, [spans[i] for i in shuffle]
         if not any_pairs:
-            raise ValueError(f"stream {stream_index} ({num_files} files) has no document")
+            raise ValueError(f"stream {stream_index} has no document in its files {list(files)}")
 
 
 class _Rows:
@@ -283,15 +304,9 @@ def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, 
     arrays = tokenizers_lib.masking_arrays(tokenizer)
     readers = {}
     for stream in host_streams:
-        stream_files = list(files[stream::num_streams])
-
-        def load_file(i, stream_files=stream_files):
-            if stats is not None:
-                stats.setdefault("files_loaded", []).append(stream_files[i])
-            return load_tokenized_file(stream_files[i], tokenizer, config.cache_dir,
-                                       tokenizer_key)
-
-        windows = stream_windows(load_file, len(stream_files), stream, config)
+        opened = stats.setdefault("files_loaded", []) if stats is not None else None
+        windows = stream_windows(list(files[stream::num_streams]), tokenizer, stream, config,
+                                 tokenizer_key, opened=opened)
         readers[stream] = _Rows(windows, config.max_seq_length, arrays.cls_id, arrays.sep_id)
     block_first = {s: int(np.argmax(row_stream == s)) for s in host_streams}
     block_size = {s: int(np.sum(row_stream == s)) for s in host_streams}

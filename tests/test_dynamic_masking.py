@@ -49,8 +49,7 @@ def test_batches_are_the_offline_masking_of_the_streamed_pairs(tokenizer, text_f
     # The oracle: the unmasked pairs of the one stream, masked by the offline writer's function
     # with the rng of (seed, step, stream).
     arrays = tokenizers.masking_arrays(tokenizer)
-    windows = dynamic_masking.stream_windows(
-        lambda i: dynamic_masking.tokenize_file(text_files[0], tokenizer), 1, 0, config)
+    windows = dynamic_masking.stream_windows(text_files[:1], tokenizer, 0, config)
     rows = dynamic_masking._Rows(windows, S, arrays.cls_id, arrays.sep_id)
     for step, batch in enumerate(batches):
         pairs = rows.take(8)
@@ -146,21 +145,32 @@ def test_masking_statistics_on_real_text(tokenizer, text_files):
     assert 0.4 < np.mean(labels) < 0.6
 
 
-def test_tokenised_files_are_cached(tokenizer, text_files, tmp_path, monkeypatch):
-    config = _config(cache_dir=str(tmp_path))
+def test_tokenised_windows_are_cached(tokenizer, text_files, tmp_path, monkeypatch):
+    config = _config(cache_dir=str(tmp_path), window_documents=1)
     first = _take(dynamic_masking.host_batches(text_files[:2], tokenizer, config,
-                                               global_batch_size=4, tokenizer_key="wp"), 3)
-    cached = sorted(p.name for p in tmp_path.rglob("*.npz"))
-    assert len(cached) == 2 and not list(tmp_path.rglob("*.tmp-*"))
+                                               global_batch_size=4, tokenizer_key="wp"), 60)
+    assert len(list(tmp_path.rglob("complete.json"))) == 2  # both files read to the end
+    assert len(list(tmp_path.rglob("window-*.npz"))) == 4  # two documents per file
+    assert not list(tmp_path.rglob("*.tmp-*"))
 
-    def refuse(path, tokenizer):
-        raise AssertionError(f"tokenised {path} again")
+    def refuse(*args):
+        raise AssertionError(f"tokenised {args[0]} again")
 
-    monkeypatch.setattr(dynamic_masking, "tokenize_file", refuse)
+    monkeypatch.setattr(dynamic_masking, "tokenize_windows", refuse)
     again = _take(dynamic_masking.host_batches(text_files[:2], tokenizer, config,
-                                               global_batch_size=4, tokenizer_key="wp"), 3)
+                                               global_batch_size=4, tokenizer_key="wp"), 60)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+
+
+def test_windows_split_documents_exactly(tokenizer, tmp_path):
+    path = str(tmp_path / "twelve.txt")
+    corpora.write_documents(corpora.stdlib_docstring_documents(MODULES), path)
+    whole = dynamic_masking.tokenize_file(path, tokenizer)
+    windows = list(dynamic_masking.tokenize_windows(path, tokenizer, 5))
+    assert whole.num_documents == 12
+    assert [w.num_documents for w in windows] == [5, 5, 2]
+    assert sum((w.documents() for w in windows), []) == whole.documents()
 
 
 def test_bad_input_is_named(tokenizer, tmp_path):
