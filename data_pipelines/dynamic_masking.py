@@ -57,6 +57,7 @@ from data_pipelines import storage
 from data_pipelines import tokenizers as tokenizers_lib
 
 _CACHE_FORMAT = 1
+_ASSEMBLE_ROWS = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,41 +216,47 @@ def stream_windows(files: Sequence[str], tokenizer, stream_index: int,
 
 
 class _Rows:
-    """Takes rows from a stream of windows; skipped rows are never assembled."""
+    """Takes rows from a stream of windows. Rows are assembled _ASSEMBLE_ROWS at a time (one
+    vectorised gather amortised over several batches); skipped rows are never assembled."""
 
     def __init__(self, windows, max_seq_length: int, cls_id: int, sep_id: int):
         self._windows = windows
-        self._pending: list = []  # [token_ids, spans, next index]
+        self._token_ids = None
+        self._spans: list = []
+        self._index = 0  # next row of the current window
+        self._chunk = None  # assembled rows [chunk_start, chunk_start + len(chunk))
+        self._chunk_start = 0
         self._settings = (max_seq_length, cls_id, sep_id)
 
-    def _fill(self):
-        token_ids, spans = next(self._windows)
-        self._pending.append([token_ids, spans, 0])
+    def _next_window(self):
+        while self._index >= len(self._spans):
+            self._token_ids, self._spans = next(self._windows)
+            self._index, self._chunk = 0, None
 
     def skip(self, count: int) -> None:
         while count:
-            if not self._pending:
-                self._fill()
-            window = self._pending[0]
-            used = min(count, len(window[1]) - window[2])
-            window[2] += used
+            self._next_window()
+            used = min(count, len(self._spans) - self._index)
+            self._index += used
             count -= used
-            if window[2] == len(window[1]):
-                self._pending.pop(0)
 
     def take(self, count: int) -> instances_lib.InstanceArrays:
         parts = []
         while count:
-            if not self._pending:
-                self._fill()
-            token_ids, spans, index = window = self._pending[0]
-            used = min(count, len(spans) - index)
-            parts.append(instances_lib.assemble_instances(
-                token_ids, spans[index:index + used], *self._settings))
-            window[2] += used
+            self._next_window()
+            chunk_end = (self._chunk_start + len(self._chunk.input_ids)
+                         if self._chunk is not None else -1)
+            if not self._chunk_start <= self._index < chunk_end:
+                self._chunk_start = self._index
+                self._chunk = instances_lib.assemble_instances(
+                    self._token_ids, self._spans[self._index:self._index + _ASSEMBLE_ROWS],
+                    *self._settings)
+                chunk_end = self._chunk_start + len(self._chunk.input_ids)
+            used = min(count, chunk_end - self._index)
+            offset = self._index - self._chunk_start
+            parts.append([field[offset:offset + used] for field in self._chunk])
+            self._index += used
             count -= used
-            if window[2] == len(spans):
-                self._pending.pop(0)
         return instances_lib.InstanceArrays(*(np.concatenate(f) for f in zip(*parts)))
 
 
