@@ -323,7 +323,9 @@ def create_masked_lm_predictions(
     """
     input_ids = np.asarray(input_ids)
     num_rows, seq_length = input_ids.shape
-    candidates = (np.asarray(input_mask) == 1) & ~np.isin(input_ids, special_token_ids)
+    candidates = np.asarray(input_mask) == 1
+    for special_id in special_token_ids:  # a few ids: cheaper than np.isin's sort
+        candidates &= input_ids != special_id
     lengths = np.asarray(input_mask).sum(axis=1)
     # np.rint rounds half to even, like Python 3's round() in the original.
     num_to_predict = np.minimum(
