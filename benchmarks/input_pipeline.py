@@ -1,7 +1,7 @@
 """Benchmark: the TFRecord pretraining reader and dynamic masking (start-up, batches/s, memory).
 
     python -m benchmarks.input_pipeline [--batch_size=32] [--num_batches=200] \
-        [--corpus_copies=1,8] [--process_counts=1,4] [--baseline_dir=OLD_CHECKOUT]
+        [--corpus_copies=1,128] [--process_counts=1,4] [--baseline_dir=OLD_CHECKOUT]
 
 TFRecord reader: the default tiny pretraining data (stdlib docstrings, S=128, P=20), built on
 first use in a temporary folder; batches/s.
@@ -32,7 +32,7 @@ from absl import flags
 
 flags.DEFINE_integer("batch_size", 32, "Global batch size B.")
 flags.DEFINE_integer("num_batches", 200, "Timed batches (after 10 warm-up batches).")
-flags.DEFINE_string("corpus_copies", "1,8", "Comma list: files (copies of the default corpus).")
+flags.DEFINE_string("corpus_copies", "1,128", "Comma list: files (copies of the default corpus).")
 flags.DEFINE_string("process_counts", "1,4", "Comma list: simulated process counts (host 0).")
 flags.DEFINE_string("baseline_dir", "", "Another checkout whose data_pipelines to measure too.")
 FLAGS = flags.FLAGS

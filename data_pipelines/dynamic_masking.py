@@ -300,6 +300,8 @@ def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, 
     """
     if not files:
         raise ValueError("dynamic masking needs at least one input file")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
     if global_batch_size % process_count:
         raise ValueError(f"global batch {global_batch_size} does not split over "
                          f"{process_count} processes")

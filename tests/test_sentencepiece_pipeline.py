@@ -68,6 +68,9 @@ def test_tiny_model_pretrains_and_finetunes_with_sentencepiece(spm_model, tmp_pa
     config = pretrain_tiny.get_config("runlocal")
     config.data.update(source="dynamic", tokenizer="sentencepiece", spm_model_file=model_file,
                        max_seq_length=64, max_predictions_per_seq=10)
+    config.model.vocab_size = 1000  # smaller than the SentencePiece model: refused up front
+    with pytest.raises(ValueError, match="vocab_size to at least 2000"):
+        train.build_program(config, str(tmp_path / "refused"))
     config.model.vocab_size = VOCAB_SIZE
     config.num_train_steps = 4
     config.eval_every_steps = 0
