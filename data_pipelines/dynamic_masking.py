@@ -32,8 +32,9 @@ same whatever the number of hosts:
 * Resume: `start_step=k` skips k blocks of every stream (pairing book-keeping only: no
   assembling, no masking), so it yields exactly the batches of an uninterrupted run.
 
-Output: the seven pretraining features (as pretraining_input.make_pretraining_dataset), this
-host's rows of each global batch.
+Output: numpy dicts of the seven pretraining features (as
+pretraining_input.make_pretraining_dataset), this host's rows of each global batch, made ahead
+by a background thread (`prefetched`).
 Shape legend: B global batch, b = B / process_count rows per host, S = max_seq_length,
 P = max_predictions_per_seq, K streams.
 """
@@ -47,8 +48,10 @@ import io
 import itertools
 import json
 import os
+import queue
 import random
-from typing import Iterator, Sequence
+import threading
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -334,29 +337,65 @@ def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, 
         yield {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def make_dynamic_masking_dataset(files: Sequence[str], tokenizer, config: DynamicMaskingConfig,
-                                 *, per_host_batch_size: int, process_index: int = 0,
-                                 process_count: int = 1, start_step: int = 0,
-                                 tokenizer_key: str = ""):
-    """host_batches as a tf.data.Dataset, prefetched (pairing and masking overlap training)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+def prefetched(iterator: Iterator, size: int = 4) -> Iterator:
+    """`iterator` run ahead by a daemon thread, `size` items deep (numpy releases the GIL for
+    much of the pairing and masking, so it overlaps the training step). Errors are raised by
+    the next() that reaches them. The thread stops when the returned iterator is closed or
+    garbage collected, and never holds up interpreter exit (a tf.data generator dataset can:
+    its prefetch thread waits on a Python function that interpreter shutdown never runs)."""
+    return _Prefetcher(iterator, size)
 
+
+_END = object()
+
+
+class _Raised(NamedTuple):
+    error: BaseException
+
+
+def _fill(iterator, items: queue.Queue, stop: threading.Event) -> None:
     try:
-        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators belong to JAX.
-    except RuntimeError:
-        pass  # Devices were initialised before this call.
-    b, s, p = per_host_batch_size, config.max_seq_length, config.max_predictions_per_seq
-    signature = dict(
-        input_ids=tf.TensorSpec([b, s], tf.int32), input_mask=tf.TensorSpec([b, s], tf.int32),
-        segment_ids=tf.TensorSpec([b, s], tf.int32),
-        masked_lm_positions=tf.TensorSpec([b, p], tf.int32),
-        masked_lm_ids=tf.TensorSpec([b, p], tf.int32),
-        masked_lm_weights=tf.TensorSpec([b, p], tf.float32),
-        next_sentence_labels=tf.TensorSpec([b], tf.int32))
-    dataset = tf.data.Dataset.from_generator(
-        lambda: host_batches(files, tokenizer, config,
-                             global_batch_size=per_host_batch_size * process_count,
-                             process_index=process_index, process_count=process_count,
-                             start_step=start_step, tokenizer_key=tokenizer_key),
-        output_signature=signature)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        for item in iterator:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        item = _END
+    except BaseException as error:  # pylint: disable=broad-except
+        item = _Raised(error)
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+class _Prefetcher:
+    def __init__(self, iterator, size: int):
+        self._items: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        threading.Thread(target=_fill, args=(iterator, self._items, self._stop), daemon=True,
+                         name="dynamic_masking").start()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._items.get()
+        if item is _END:
+            self._items.put(_END)
+            raise StopIteration
+        if isinstance(item, _Raised):
+            self._items.put(item)
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+
+    __del__ = close

@@ -142,11 +142,10 @@ def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, proces
         masked_lm_prob=spec.masked_lm_prob, short_seq_prob=spec.short_seq_prob,
         do_whole_word_mask=spec.do_whole_word_mask, seed=seed,
         window_documents=spec.window_documents, cache_dir=cache_dir)
-    dataset = dynamic_masking.make_dynamic_masking_dataset(
-        files, tokenizer, config, per_host_batch_size=per_host_batch_size,
+    return dynamic_masking.prefetched(dynamic_masking.host_batches(
+        files, tokenizer, config, global_batch_size=per_host_batch_size * process_count,
         process_index=process_index, process_count=process_count, start_step=start_step,
-        tokenizer_key=hashlib.sha256(repr(sorted(fingerprint.items())).encode()).hexdigest()[:16])
-    return dataset.as_numpy_iterator()
+        tokenizer_key=hashlib.sha256(repr(sorted(fingerprint.items())).encode()).hexdigest()[:16]))
 
 
 def _default_corpus_file(cache_dir: str) -> str:

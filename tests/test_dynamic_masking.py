@@ -183,3 +183,15 @@ def test_bad_input_is_named(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="has no document"):
         next(dynamic_masking.host_batches([str(empty)], tokenizer, _config(),
                                           global_batch_size=2))
+
+
+def test_prefetched_keeps_order_and_raises_where_the_stream_does():
+    def numbers():
+        yield from range(10)
+        raise ValueError("broken after 10")
+
+    iterator = dynamic_masking.prefetched(numbers(), size=2)
+    assert [next(iterator) for _ in range(10)] == list(range(10))
+    with pytest.raises(ValueError, match="broken after 10"):
+        next(iterator)
+    assert list(dynamic_masking.prefetched(iter(range(5)))) == list(range(5))
