@@ -4,11 +4,12 @@ Instead of fixing dupe_factor masks on disk, every epoch pairs the documents afr
 batch draws fresh masks, while the GLOBAL batch stays an exact function of (seed, step), the
 same whatever the number of hosts:
 
-* Streams: the sorted input files are dealt round-robin to K = min(num_files, B) streams
-  (file f to stream f % K); row r of every global batch [B] comes from stream r * K // B
-  (contiguous blocks of rows). A host builds only the streams of its rows
+* Streams: the sorted input files are dealt round-robin to K = min(num_files, B, max_streams)
+  streams (file f to stream f % K); row r of every global batch [B] comes from stream
+  r * K // B (contiguous blocks of rows). A host builds only the streams of its rows
   [process_index * b, (process_index + 1) * b), so it reads and tokenises only their files
-  (all hosts share one stream when there is one file).
+  (hosts share a stream when there are more hosts than streams; all share one for one file).
+  Each stream costs one masking call per batch, hence the cap (16 by default).
 * Streaming: a stream reads its files one at a time, line by line, and tokenises
   `window_documents` documents at a time; each window is cached under `cache_dir` as one .npz
   of flat arrays (token ids, sentence and document offsets: instances.TokenizedCorpus), written
@@ -72,6 +73,7 @@ class DynamicMaskingConfig:
         do_whole_word_mask: as the original flags.
       seed: the stream is a function of (seed, step).
       window_documents: random next segments come from this many consecutive documents.
+      max_streams: at most this many streams (each costs a masking call per batch).
       cache_dir: where tokenised files are cached ("" keeps them in memory only).
     """
 
@@ -83,6 +85,7 @@ class DynamicMaskingConfig:
     seed: int = 12345
     window_documents: int = 1024
     cache_dir: str = ""
+    max_streams: int = 16
 
 
 def tokenize_windows(path: str, tokenizer, window_documents: int
@@ -172,15 +175,21 @@ def file_windows(path: str, tokenizer, window_documents: int, cache_dir: str = "
                 yield instances_lib.TokenizedCorpus(
                     arrays["token_ids"], arrays["sentence_starts"], arrays["document_starts"])
         return
-    num_windows = 0
+    # One window of lookahead: the marker is written when the last window is known, before it
+    # is yielded (a consumer may never ask for more after the last window).
+    num_windows, previous = 0, None
     for window in tokenize_windows(path, tokenizer, window_documents):
         with storage.atomic_write(storage.join(folder, f"window-{num_windows:06d}.npz"),
                                   "wb") as writer:
             np.savez(writer, token_ids=window.token_ids, sentence_starts=window.sentence_starts,
                      document_starts=window.document_starts)
         num_windows += 1
-        yield window
+        if previous is not None:
+            yield previous
+        previous = window
     storage.write_text(marker, json.dumps(dict(path=path, windows=num_windows)))
+    if previous is not None:
+        yield previous
 
 
 def stream_windows(files: Sequence[str], tokenizer, stream_index: int,
@@ -281,9 +290,10 @@ def mask_rows(pairs: instances_lib.InstanceArrays, arrays: tokenizers_lib.Maskin
     )
 
 
-def stream_layout(num_files: int, global_batch_size: int) -> np.ndarray:
-    """[B] the stream of each global batch row (contiguous blocks); K = min(num_files, B)."""
-    num_streams = min(num_files, global_batch_size)
+def stream_layout(num_files: int, global_batch_size: int, max_streams: int = 16) -> np.ndarray:
+    """[B] the stream of each global batch row (contiguous blocks); K = min(num_files, B,
+    max_streams)."""
+    num_streams = min(num_files, global_batch_size, max_streams)
     return np.arange(global_batch_size) * num_streams // global_batch_size
 
 
@@ -309,7 +319,7 @@ def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, 
         raise ValueError(f"global batch {global_batch_size} does not split over "
                          f"{process_count} processes")
     rows_per_host = global_batch_size // process_count
-    row_stream = stream_layout(len(files), global_batch_size)
+    row_stream = stream_layout(len(files), global_batch_size, config.max_streams)
     num_streams = int(row_stream[-1]) + 1
     host_first = process_index * rows_per_host
     host_streams = sorted(set(row_stream[host_first:host_first + rows_per_host].tolist()))
