@@ -117,7 +117,8 @@ def main(argv):
                                  cache_dir=cache_dir, process_count=process_count,
                                  per_host_batch_size=FLAGS.batch_size // process_count,
                                  num_batches=FLAGS.num_batches)
-                row = dict(code=name, files=copies, corpus_mb=copies * os.path.getsize(source) / 1e6,
+                row = dict(code=name, files=copies,
+                           corpus_mb=copies * os.path.getsize(source) / 1e6,
                            process_count=process_count)
                 for phase in ("cold", "warm"):
                     row[phase] = _child(code_dir, **arguments)

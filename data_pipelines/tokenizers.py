@@ -46,7 +46,8 @@ def make_tokenizer(tokenizer: str = "wordpiece", *, vocab_file: str = "",
             raise ValueError("tokenizer='sentencepiece' needs spm_model_file (a SentencePiece "
                              ".model, e.g. from python -m data_pipelines.build_vocab "
                              "--algorithm=sentencepiece)")
-        from data_pipelines import sentencepiece_tokenizer  # pylint: disable=import-outside-toplevel
+        from data_pipelines import (  # pylint: disable=import-outside-toplevel
+            sentencepiece_tokenizer)
 
         result = sentencepiece_tokenizer.SentencePieceTokenizer(spm_model_file)
         source = spm_model_file
