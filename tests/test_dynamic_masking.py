@@ -195,3 +195,21 @@ def test_prefetched_keeps_order_and_raises_where_the_stream_does():
     with pytest.raises(ValueError, match="broken after 10"):
         next(iterator)
     assert list(dynamic_masking.prefetched(iter(range(5)))) == list(range(5))
+
+
+def test_entry_point_serves_the_default_corpus_on_any_topology(tmp_path):
+    from data_pipelines import pretraining_data
+
+    spec = pretraining_data.PretrainingDataSpec(
+        source="dynamic", cache_dir=str(tmp_path), max_seq_length=S, max_predictions_per_seq=P,
+        do_whole_word_mask=True)
+    one = pretraining_data.pretraining_batches(spec, per_host_batch_size=8, start_step=3)
+    halves = [pretraining_data.pretraining_batches(spec, per_host_batch_size=4, start_step=3,
+                                                   process_index=i, process_count=2)
+              for i in range(2)]
+    for _ in range(2):
+        batch, parts = next(one), [next(h) for h in halves]
+        for name in batch:
+            np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), batch[name])
+    assert list(tmp_path.rglob("stdlib_docstrings-py*.txt"))
+    assert list(tmp_path.rglob("complete.json"))
