@@ -80,7 +80,8 @@ os._exit(0)  # a tf.data generator dataset (the old dynamic masking) can hang in
 def _child(code_dir: str, **arguments) -> dict:
     environment = dict(os.environ, PYTHONPATH=code_dir, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(arguments)],
-                            env=environment, capture_output=True, text=True, check=False)
+                            env=environment, capture_output=True, text=True, check=False,
+                            cwd=code_dir)  # `python -c` puts the working directory first
     if result.returncode:
         raise RuntimeError(f"benchmark child failed ({code_dir}):\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
