@@ -290,6 +290,17 @@ def mask_rows(pairs: instances_lib.InstanceArrays, arrays: tokenizers_lib.Maskin
     )
 
 
+def tokenizer_cache_key(tokenizer) -> str:
+    """A cache key of what decides a tokenisation: the tokenizer's kind, casing, vocabulary and
+    (SentencePiece) model bytes."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    digest.update(repr(getattr(tokenizer, "do_lower_case", None)).encode())
+    digest.update("\n".join(tokenizer.vocab).encode())
+    if hasattr(tokenizer, "model_file"):
+        digest.update(storage.read_bytes(tokenizer.model_file))
+    return digest.hexdigest()[:16]
+
+
 def stream_layout(num_files: int, global_batch_size: int, max_streams: int = 16) -> np.ndarray:
     """[B] the stream of each global batch row (contiguous blocks); K = min(num_files, B,
     max_streams)."""
@@ -308,7 +319,7 @@ def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, 
       tokenizer: from data_pipelines.tokenizers.make_tokenizer.
       config: DynamicMaskingConfig.
       global_batch_size: B; a multiple of process_count.
-      tokenizer_key: names the tokenizer in cache keys (tokenizers.fingerprint's hash).
+      tokenizer_key: names the tokenizer in cache keys; default: tokenizer_cache_key(tokenizer).
       stats: if given, stats["files_loaded"] lists the files this host loaded (for tests).
     """
     if not files:
@@ -324,6 +335,7 @@ def host_batches(files: Sequence[str], tokenizer, config: DynamicMaskingConfig, 
     host_first = process_index * rows_per_host
     host_streams = sorted(set(row_stream[host_first:host_first + rows_per_host].tolist()))
     arrays = tokenizers_lib.masking_arrays(tokenizer)
+    tokenizer_key = tokenizer_key or tokenizer_cache_key(tokenizer)
     readers = {}
     for stream in host_streams:
         opened = stats.setdefault("files_loaded", []) if stats is not None else None

@@ -123,8 +123,6 @@ def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, proces
                              process_count):
     """Pairs and masks made on the fly from documents in the original input format, or from the
     embedded stdlib docstrings when no input files are given (data_pipelines.dynamic_masking)."""
-    import hashlib  # pylint: disable=import-outside-toplevel
-
     from data_pipelines import dynamic_masking, storage, tokenizers
 
     tokenizer = tokenizers.make_tokenizer(
@@ -135,8 +133,6 @@ def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, proces
         files = storage.expand_patterns(spec.input_files, what="config.data.input_files")
     else:
         files = [_default_corpus_file(cache_dir)]
-    fingerprint = tokenizers.fingerprint(spec.tokenizer, spec.vocab_file, spec.do_lower_case,
-                                         spec.spm_model_file)
     config = dynamic_masking.DynamicMaskingConfig(
         max_seq_length=spec.max_seq_length, max_predictions_per_seq=spec.max_predictions_per_seq,
         masked_lm_prob=spec.masked_lm_prob, short_seq_prob=spec.short_seq_prob,
@@ -144,8 +140,7 @@ def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, proces
         window_documents=spec.window_documents, cache_dir=cache_dir)
     return dynamic_masking.prefetched(dynamic_masking.host_batches(
         files, tokenizer, config, global_batch_size=per_host_batch_size * process_count,
-        process_index=process_index, process_count=process_count, start_step=start_step,
-        tokenizer_key=hashlib.sha256(repr(sorted(fingerprint.items())).encode()).hexdigest()[:16]))
+        process_index=process_index, process_count=process_count, start_step=start_step))
 
 
 def _default_corpus_file(cache_dir: str) -> str:

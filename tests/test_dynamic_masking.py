@@ -148,7 +148,7 @@ def test_masking_statistics_on_real_text(tokenizer, text_files):
 def test_tokenised_windows_are_cached(tokenizer, text_files, tmp_path, monkeypatch):
     config = _config(cache_dir=str(tmp_path), window_documents=1)
     first = _take(dynamic_masking.host_batches(text_files[:2], tokenizer, config,
-                                               global_batch_size=4, tokenizer_key="wp"), 60)
+                                               global_batch_size=4), 60)
     assert len(list(tmp_path.rglob("complete.json"))) == 2  # both files read to the end
     assert len(list(tmp_path.rglob("window-*.npz"))) == 4  # two documents per file
     assert not list(tmp_path.rglob("*.tmp-*"))
@@ -158,9 +158,13 @@ def test_tokenised_windows_are_cached(tokenizer, text_files, tmp_path, monkeypat
 
     monkeypatch.setattr(dynamic_masking, "tokenize_windows", refuse)
     again = _take(dynamic_masking.host_batches(text_files[:2], tokenizer, config,
-                                               global_batch_size=4, tokenizer_key="wp"), 60)
+                                               global_batch_size=4), 60)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+    # Another tokenizer (cased) has its own cache: it tokenises.
+    cased = tokenizers.make_tokenizer("wordpiece", do_lower_case=False)
+    with pytest.raises(AssertionError, match="tokenised"):
+        next(dynamic_masking.host_batches(text_files[:2], cased, config, global_batch_size=4))
 
 
 def test_windows_split_documents_exactly(tokenizer, tmp_path):
