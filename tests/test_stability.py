@@ -167,8 +167,11 @@ def test_mixout_arm_swaps_encoder_kernels_for_their_pretrained_values(first_step
             keys = [k.key for k in path]
             if keys[-1] == "kernel" and keys[0] == "encoder":
                 kernels[arm].append(np.ravel(update))
-            elif arm == "mixout" and keys[-1] in ("bias", "scale"):
-                assert np.mean(update == 0) < 0.05, keys  # not mixed: updated as usual
+            elif arm == "mixout" and keys[-1] in ("bias", "scale") and keys[-2] != "key":
+                # Not mixed: updated as usual. (The attention key bias is left out: softmax is
+                # blind to a shift shared by all keys, so its gradient is 0 up to rounding, and
+                # some of its updates come out exactly 0 whatever the arm.)
+                assert np.mean(update == 0) < 0.05, keys
     frozen = {arm: np.mean(np.concatenate(v) == 0) for arm, v in kernels.items()}
     assert frozen["adamw_3ep"] < 0.01
     assert abs(frozen["mixout"] - rate) < 0.02, frozen  # ~33k elements: binomial sd 0.003
