@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 
 from absl import app, flags, logging
 
-from data_pipelines import sentencepiece_tokenizer, tokenization
+from data_pipelines import sentencepiece_tokenizer, storage, tokenization
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ALGORITHMS = ("wordpiece", "sentencepiece")
@@ -42,8 +42,8 @@ ALGORITHMS = ("wordpiece", "sentencepiece")
 def read_lines(input_files: str | Iterable[str]) -> Iterator[str]:
     """Lines of every input file (comma-separated string or list of paths/globs), in order."""
     for path in sentencepiece_tokenizer.expand_input_files(input_files):
-        with open(path, "r", encoding="utf-8", errors="replace") as reader:
-            yield from reader
+        # Invalid UTF-8 is replaced, not fatal: a vocabulary is statistics over the text.
+        yield from storage.read_bytes(path).decode("utf-8", errors="replace").splitlines(True)
 
 
 def count_words(lines: Iterable[str], do_lower_case: bool) -> collections.Counter:
@@ -129,9 +129,7 @@ def write_vocab(tokens: Iterable[str], output_file: str) -> int:
         raise ValueError(f"tokens with surrounding whitespace cannot round-trip through {output_file}: {bad[:5]}")
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"duplicate tokens would break ids in {output_file}")
-    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
-    with open(output_file, "w", encoding="utf-8") as writer:
-        writer.write("".join(f"{token}\n" for token in tokens))
+    storage.write_text(output_file, "".join(f"{token}\n" for token in tokens))
     return len(tokens)
 
 

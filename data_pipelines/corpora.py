@@ -27,6 +27,8 @@ import sys
 import warnings
 from typing import Iterable, Iterator
 
+from data_pipelines import storage
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])([\"')\]]?)\s+(?=[A-Z0-9\"'(\[])")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -57,8 +59,7 @@ def text_to_sentences(text: str) -> list[str]:
 def write_documents(documents: Iterable[list[str]], path: str) -> dict:
     """Writes documents (lists of sentences) in the documents format; returns counts."""
     num_documents = num_sentences = 0
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as writer:
+    with storage.atomic_write(path, "w") as writer:
         for document in documents:
             sentences = [s.replace("\n", " ").strip() for s in document]
             sentences = [s for s in sentences if s]
@@ -89,8 +90,7 @@ def _files_under(paths: Iterable[str], suffix: str) -> list[str]:
 def text_file_documents(paths: Iterable[str], suffix: str = ".txt") -> Iterator[list[str]]:
     """One document per plain text file (folders are searched for `suffix` files, sorted)."""
     for path in _files_under(paths, suffix):
-        with open(path, encoding="utf-8") as reader:
-            sentences = text_to_sentences(reader.read())
+        sentences = text_to_sentences(storage.read_text(path))
         if sentences:
             yield sentences
 
@@ -299,8 +299,7 @@ def prepare_default_pretraining_data(
     from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
 
     vocab_file = vocab_file or default_vocab_file()
-    with open(vocab_file, "rb") as reader:
-        vocab_digest = hashlib.sha256(reader.read()).hexdigest()
+    vocab_digest = hashlib.sha256(storage.read_bytes(vocab_file)).hexdigest()
     arguments = dict(
         vocab_sha256=vocab_digest,
         max_seq_length=max_seq_length,
@@ -311,16 +310,15 @@ def prepare_default_pretraining_data(
         python=sys.version.split()[0],
         format=1,
     )
-    manifest_path = os.path.join(output_dir, "manifest.json")
+    manifest_path = storage.join(output_dir, "manifest.json")
     output_files = [
-        os.path.join(output_dir, "pretraining-00000-of-00002.tfrecord"),
-        os.path.join(output_dir, "pretraining-00001-of-00002.tfrecord"),
+        storage.join(output_dir, "pretraining-00000-of-00002.tfrecord"),
+        storage.join(output_dir, "pretraining-00001-of-00002.tfrecord"),
     ]
-    if os.path.isfile(manifest_path) and all(os.path.isfile(f) for f in output_files):
-        with open(manifest_path) as reader:
-            if json.load(reader).get("arguments") == arguments:
-                return output_files
-    corpus_path = os.path.join(output_dir, "stdlib_docstrings.txt")
+    if storage.isfile(manifest_path) and all(storage.isfile(f) for f in output_files):
+        if json.loads(storage.read_text(manifest_path)).get("arguments") == arguments:
+            return output_files
+    corpus_path = storage.join(output_dir, "stdlib_docstrings.txt")
     write_documents(stdlib_docstring_documents(module_names), corpus_path)
     summary = create_pretraining_data.run(
         create_pretraining_data.PretrainingDataConfig(
@@ -335,6 +333,7 @@ def prepare_default_pretraining_data(
             progress=False,
         )
     )
-    with open(manifest_path, "w") as writer:
-        json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
+    # Written last: a manifest means every output file above is complete.
+    storage.write_text(manifest_path, json.dumps(dict(arguments=arguments, summary=summary),
+                                                 indent=1))
     return output_files

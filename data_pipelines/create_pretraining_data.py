@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
 import multiprocessing
 import os
 import random
@@ -44,6 +43,7 @@ import numpy as np
 
 from data_pipelines import features as features_lib
 from data_pipelines import instances as instances_lib
+from data_pipelines import storage
 from data_pipelines import tfrecord_writer
 
 _TOKENIZE_CHUNK_LINES = 4096  # Whole documents per tokenisation task, at least this many lines.
@@ -104,17 +104,7 @@ def load_tokenizer(vocab_file: str, do_lower_case: bool):
 def expand_input_files(patterns: Iterable[str]) -> list[str]:
     """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
     is an error (the original silently skipped it)."""
-    files = []
-    for pattern in patterns:
-        matches = (
-            sorted(glob.glob(pattern))
-            if glob.has_magic(pattern)
-            else ([pattern] if os.path.isfile(pattern) else [])
-        )
-        if not matches:
-            raise FileNotFoundError(f"input file pattern {pattern!r} matches no file")
-        files.extend(matches)
-    return files
+    return storage.expand_patterns(list(patterns), what="input")
 
 
 def read_documents(
@@ -132,7 +122,7 @@ def read_documents(
     counters = collections.Counter() if counters is None else counters
     document: list[str] = []
     for path in input_files:
-        with open(path, "rb") as reader:
+        with storage.open(path, "rb") as reader:
             for line_number, raw_line in enumerate(reader, start=1):
                 counters["input_bytes"] += len(raw_line)
                 try:
@@ -447,12 +437,15 @@ def run(config: PretrainingDataConfig) -> dict:
     config = dataclasses.replace(config, num_workers=num_workers)
     counters = collections.Counter()
     for path in config.output_files:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        storage.makedirs(storage.dirname(storage.absolute(path)))
     pool = _multiprocessing_context().Pool(num_workers) if num_workers > 1 else None
     try:
-        with tempfile.TemporaryDirectory(
-            prefix="bertjax_corpus_", dir=os.path.dirname(os.path.abspath(config.output_files[0]))
-        ) as corpus_dir:
+        # The tokenised corpus is scratch space memory-mapped by the workers: local, beside the
+        # output when that is local (same disk), in the system's temp folder otherwise.
+        first_output = config.output_files[0]
+        scratch_parent = (None if storage.is_remote(first_output)
+                          else os.path.dirname(os.path.abspath(first_output)))
+        with tempfile.TemporaryDirectory(prefix="bertjax_corpus_", dir=scratch_parent) as corpus_dir:
             with _progress_bar(config.progress, desc="tokenizing", unit=" sentences") as bar:
                 corpus = tokenize_corpus(config, corpus_dir, pool, counters, bar)
             tokenize_seconds = time.perf_counter() - start_time

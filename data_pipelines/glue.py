@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from absl import logging
+
+from data_pipelines import storage
 
 
 
@@ -187,7 +190,8 @@ def read_tsv_examples(glue_dir: str, task_name: str, split: str) -> list[GlueExa
     text_a_column, text_b_column = task.tsv_test_text_columns if is_test else task.tsv_text_columns
     examples = []
     skipped_rows = []
-    with open(path, encoding="utf-8", newline="") as tsv_file:
+    # newline="": a bare \r inside a field is text, not a line break.
+    with io.StringIO(storage.read_bytes(path).decode("utf-8"), newline="") as tsv_file:
         # GLUE text holds bare quote characters: they are text, never CSV quoting.
         rows = csv.reader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE)
         for line_number, row in enumerate(rows, start=1):

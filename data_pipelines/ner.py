@@ -20,6 +20,8 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+from data_pipelines import storage
+
 # The CoNLL-2003 label set, "O" first so that padding's label id 0 is a harmless "O" (it also
 # has weight 0). Both IOB1 and IOB2 files use these nine tags.
 CONLL2003_LABELS = ("O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC",
@@ -57,7 +59,7 @@ def read_conll2003(path: str) -> list[NerSentence]:
             words.clear()
             tags.clear()
 
-    with open(path, encoding="utf-8") as conll_file:
+    with storage.open(path, "r") as conll_file:
         for line_number, line in enumerate(conll_file, start=1):
             columns = line.split()
             if not columns:

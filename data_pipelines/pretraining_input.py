@@ -19,13 +19,13 @@ names the feature and whose data names the file.
 
 from __future__ import annotations
 
-import glob
 import re
 from typing import Sequence
 
 import tensorflow as tf
 
 from data_pipelines import features as features_lib
+from data_pipelines import storage
 
 try:
     tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators belong to JAX.
@@ -35,15 +35,7 @@ except RuntimeError:
 
 def expand_file_patterns(file_patterns: str | Sequence[str]) -> list[str]:
     """Sorted files matching comma-separated or listed glob patterns; error if none match."""
-    if isinstance(file_patterns, str):
-        file_patterns = file_patterns.split(",")
-    files = []
-    for pattern in file_patterns:
-        matches = sorted(glob.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"pretraining file pattern {pattern!r} matches no file")
-        files.extend(matches)
-    return files
+    return storage.expand_patterns(file_patterns, what="pretraining")
 
 
 def check_first_records(

@@ -31,6 +31,8 @@ from typing import Iterable, Mapping, Protocol, Sequence
 import numpy as np
 from absl import logging
 
+from data_pipelines import storage
+
 FIRST_UNIQUE_ID = 1000000000  # As the original: feature ids stay clear of example indices.
 
 
@@ -87,8 +89,7 @@ DocSpan = collections.namedtuple("DocSpan", ["start", "length"])
 
 def load_squad_json(path: str) -> list[dict]:
     """The "data" list of an official SQuAD JSON file."""
-    with open(path, encoding="utf-8") as json_file:
-        contents = json.load(json_file)
+    contents = json.loads(storage.read_text(path))
     if "data" not in contents:
         raise ValueError(f"{path}: no 'data' key; is this an official SQuAD JSON file?")
     return contents["data"]

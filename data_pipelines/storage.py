@@ -144,6 +144,24 @@ def makedirs(path: str | os.PathLike) -> None:
         raise StorageError(f"cannot create folder {path}: {error}") from error
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Creates `folder` and proves it writable by writing and removing a small probe file.
+
+    Runs before a job spends minutes building its model: a missing bucket, a folder without
+    write permission or a file where the folder should be fails here with the path named, not
+    at the first checkpoint.
+    """
+    folder = os.fspath(folder)
+    makedirs(folder)
+    probe = join(folder, f".write-probe-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(probe, "wb") as writer:
+            writer.write(b"ok")
+        remove(probe)
+    except (OSError, ValueError) as error:
+        raise StorageError(f"cannot write to {folder}: {error}") from error
+
+
 def listdir(path: str | os.PathLike) -> list[str]:
     """Names (not paths) in the folder `path`, sorted."""
     path = os.fspath(path)

@@ -17,9 +17,12 @@ Shape legend: N records, S = max_seq_length, P = max_predictions_per_seq.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from data_pipelines import features as features_lib
+from data_pipelines import storage
 
 _CRC32C_POLYNOMIAL = 0x82F63B78
 _CRC_MASK_DELTA = 0xA282EAD8
@@ -324,14 +327,18 @@ class RoundRobinTFRecordWriter:
     """Writes framed records to several files, record k going to file k % len(files).
 
     This is the original writer's spreading rule, kept across calls so that the output does not
-    depend on how the records were batched.
+    depend on how the records were batched. Files go through the path layer (any scheme) and
+    appear all at once: each is written under a temporary name and renamed on a clean close, so a
+    failed or killed run never leaves a truncated file under an output name.
     """
 
     def __init__(self, output_files: list[str]):
         if not output_files:
             raise ValueError("no output file given")
         self.output_files = list(output_files)
-        self._files = [open(path, "wb") for path in self.output_files]
+        self._stack = contextlib.ExitStack()
+        self._files = [self._stack.enter_context(storage.atomic_write(path, "wb"))
+                       for path in self.output_files]
         self.records_written = 0
         self.bytes_written = 0
 
@@ -350,11 +357,11 @@ class RoundRobinTFRecordWriter:
         self.bytes_written += int(framed.size)
 
     def close(self) -> None:
-        for file in self._files:
-            file.close()
+        self._stack.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        self.close()
+        # An exception reaches each atomic_write, which then drops its temporary file.
+        return self._stack.__exit__(*exc_info)

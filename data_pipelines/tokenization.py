@@ -36,6 +36,8 @@ import re
 import unicodedata
 from typing import Iterable, Sequence
 
+from data_pipelines import storage
+
 UNK_TOKEN = "[UNK]"
 # The original's default; HF transformers' BertTokenizer uses 100 instead.
 ORIGINAL_MAX_INPUT_CHARS_PER_WORD = 200
@@ -149,7 +151,7 @@ def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, in
     """
     vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
     try:
-        with open(vocab_file, "r", encoding="utf-8") as reader:
+        with storage.open(vocab_file, "r") as reader:
             for index, line in enumerate(reader):
                 vocab[line.strip()] = index
     except FileNotFoundError as error:

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
+from data_pipelines import storage
+
 # (name, optimizer, learning rate, epochs): the paper's recipe (A.3: the largest of its rates,
 # 3 epochs) with the original optimizer, and a longer bias-corrected run, which Mosbach et al.
 # (2021) found fine-tuning on small sets needs (REFERENCES.md section 5).
@@ -207,9 +209,8 @@ def summary_lines(result: dict) -> list[str]:
 def write_markdown(result: dict, path: str, command: str) -> None:
     """Writes the results file; text after NOTES_MARKER in an existing file is kept."""
     notes = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            _, marker, notes = f.read().partition(NOTES_MARKER)
+    if storage.exists(path):
+        _, marker, notes = storage.read_text(path).partition(NOTES_MARKER)
         notes = notes if marker else ""
     cfg = result["bert_config"]
     probe = result["probe_kwargs"] or "the defaults of feature_based.train_probe"
@@ -241,8 +242,7 @@ wall-clock and include compilation) with:
 {chr(10).join(summary_lines(result))}
 
 {NOTES_MARKER}{notes}"""
-    with open(path, "w") as f:
-        f.write(text.rstrip() + "\n")
+    storage.write_text(path, text.rstrip() + "\n")
 
 
 def _define_flags():
