@@ -205,11 +205,17 @@ def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 def open(path: str | os.PathLike, mode: str = "r") -> IO:  # pylint: disable=redefined-builtin
-    """A file object for `path` ("r", "rb", "w", "wb", "a"); text is UTF-8.
+    """A file object for `path` ("r", "rb", "w", "wb", "a"); text is UTF-8. Appending works on
+    local and TensorFlow file systems only; on object stores it is refused (not silently turned
+    into an overwrite).
 
     Errors name the path: a missing file is FileNotFoundError, other failures StorageError.
     """
     path = os.fspath(path)
+    if "a" in mode and scheme(path) in _EPATH_SCHEMES:
+        # Objects are immutable: gcsfs would silently replace the object instead of appending.
+        raise StorageError(f"cannot append to {path}: object stores rewrite whole objects "
+                           "(read it, then write_text the result)")
     try:
         if _uses_tf(path):
             if "r" in mode and not _gfile().exists(path):
