@@ -249,17 +249,12 @@ def tfds_documents(
     """Documents of a TFDS text dataset: one example = one document, its text split into
     paragraphs on newlines and then into sentences. Needs the dataset prepared in data_dir
     (no download happens here)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    from data_pipelines import tfds_source  # pylint: disable=import-outside-toplevel
 
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:
-        pass  # Devices already initialised by the caller.
-    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
+    dataset = tfds_source.load(name, split, data_dir)
     if max_documents is not None:
         dataset = dataset.take(max_documents)
-    for example in tfds.as_numpy(dataset):
+    for example in dataset.as_numpy_iterator():
         if text_key not in example:
             raise KeyError(
                 f"TFDS dataset {name} has no feature {text_key!r}; features: {sorted(example)}"

@@ -133,17 +133,15 @@ def dataset_from_tfds_records(records: Iterable[Mapping]) -> list[dict]:
 
 def load_tfds_dataset(version: str, split: str, data_dir: str | None = None) -> list[dict]:
     """`squad/v1.1` or `squad/v2.0` via tfds.load, as the official JSON "data" list."""
-    import tensorflow as tf  # Imported here: JSON reading and feature conversion need no TF.
-    import tensorflow_datasets as tfds
+    from data_pipelines import tfds_source  # TF only here: JSON reading needs none.
 
-    try:
-        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
-    except RuntimeError:
-        pass  # Devices were initialised already; TF then keeps its earlier choice.
     if version not in ("v1.1", "v2.0"):
         raise ValueError(f"SQuAD version must be 'v1.1' or 'v2.0', got {version!r}.")
-    dataset = tfds.load(f"squad/{version}", split=split, data_dir=data_dir, shuffle_files=False)
-    return dataset_from_tfds_records(tfds.as_numpy(dataset))
+    dataset = tfds_source.load(
+        f"squad/{version}", split, data_dir, alternative=(
+            "Or read the official JSON files: --config.data.train_file=... "
+            "--config.data.eval_file=..."))
+    return dataset_from_tfds_records(dataset.as_numpy_iterator())
 
 
 def _decode(value) -> str:
