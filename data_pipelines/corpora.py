@@ -73,7 +73,7 @@ def write_documents(documents: Iterable[list[str]], path: str) -> dict:
 
 def _files_under(paths: Iterable[str], suffix: str) -> list[str]:
     files = []
-    for path in paths:
+    for path in paths:  # local document trees (folders walked with os.walk)
         if os.path.isdir(path):
             for root, directories, names in os.walk(path):
                 directories.sort()

@@ -67,6 +67,7 @@ def train_sentencepiece(
     if vocab_size <= len(CONTROL_TOKENS) + 2:
         raise ValueError(f"vocab_size must exceed the 5 special tokens, got {vocab_size}")
     files = expand_input_files(input_files)
+    # SentencePiece's C++ trainer reads and writes these files itself: local paths only.
     output_dir = os.path.dirname(os.path.abspath(model_prefix))
     os.makedirs(output_dir, exist_ok=True)
     sentencepiece.SentencePieceTrainer.train(
