@@ -206,3 +206,19 @@ def test_tf_data_and_tensorboard_through_the_path_layer_on_ram(tmp_path):
                 steps.append(event.step)
     assert sorted(steps) == [1, 2]
     assert json.loads(storage.read_text(f"{workdir}/metrics.jsonl").splitlines()[0])["loss"] == 9
+
+
+def test_the_training_loop_checks_its_workdir_before_anything_else(gcs, tmp_path):
+    """The loop's first act: a file as workdir or a missing bucket fails naming the path (the
+    program is never touched, so none is built here)."""
+    from bertjax import trainer  # pylint: disable=import-outside-toplevel
+    from experiments import pretrain_tiny  # pylint: disable=import-outside-toplevel
+
+    config = pretrain_tiny.get_config("runlocal")
+    blocker = tmp_path / "workdir"
+    blocker.write_text("keep me")
+    with pytest.raises(storage.StorageError, match=f"{blocker} is a file"):
+        trainer.train(None, config, str(blocker))
+    assert blocker.read_text() == "keep me"
+    with pytest.raises(storage.StorageError, match="gs://no-such-bucket-here/run"):
+        trainer.train(None, config, "gs://no-such-bucket-here/run")
