@@ -318,7 +318,8 @@ def expand_patterns(patterns: str | Sequence[str], *, what: str = "input") -> li
     files: list[str] = []
     for pattern in patterns:
         if has_glob(pattern):
-            matches = [m for m in glob(pattern) if not isdir(m)]
+            # A `.tmp-` file is an unfinished atomic_write (a killed writer): never input.
+            matches = [m for m in glob(pattern) if ".tmp-" not in basename(m) and not isdir(m)]
         else:
             matches = [pattern] if isfile(pattern) else []
         if not matches:

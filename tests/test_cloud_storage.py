@@ -74,6 +74,8 @@ def test_path_layer_reads_writes_lists_and_globs_on_gcs(gcs):
     assert storage.listdir(root) == ["a", "b"]
     assert storage.isdir(storage.join(root, "a")) and not storage.isfile(storage.join(root, "a"))
     assert storage.size(storage.join(root, "b", "z.txt")) == 5
+    storage.write_text(storage.join(root, "a", "k.txt.tmp-0123456789ab"), "killed writer")
+    assert storage.expand_patterns(f"{root}/a/*") == [f"{root}/a/x.txt", f"{root}/a/y.bin"]
     assert storage.expand_patterns(f"{root}/*/*.txt,{root}/a/y.bin") == [
         f"{root}/a/x.txt", f"{root}/b/z.txt", f"{root}/a/y.bin"]
     with pytest.raises(FileNotFoundError, match=rf"{root}/\*\.tfrecord.*matches no file"):
