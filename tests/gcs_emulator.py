@@ -22,6 +22,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from typing import Iterator
@@ -57,6 +58,14 @@ def serve(port: int, bucket: str) -> None:
         for method, function in list(methods.items()):
             if function is original:
                 methods[method] = patched
+    parent = os.getppid()
+
+    def exit_with_parent():  # a killed test run must not leave the emulator behind
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)  # pylint: disable=protected-access
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     server.create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket).run()
 
 
