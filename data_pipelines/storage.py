@@ -249,7 +249,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     If the block raises (or the process dies) the previous content of `path`, if any, is
     untouched and the temporary file is removed (or, after a kill, left with a `.tmp-` name
     that readers never open). Object stores upload in one piece, so there the object is written
-    in place: its old version stays readable until the upload completes.
+    in place: its old version stays readable until the upload completes, and a block that
+    raises abandons the upload instead of completing it.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
@@ -258,8 +259,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     if parent:
         makedirs(parent)
     if scheme(path) in _EPATH_SCHEMES:
-        with open(path, mode) as writer:
+        writer = open(path, mode)
+        try:
             yield writer
+        except BaseException:
+            _abandon(writer)
+            raise
+        writer.close()
         return
     temporary = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     try:
@@ -270,6 +276,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         if exists(temporary):
             remove(temporary)
         raise
+
+
+def _abandon(writer: IO) -> None:
+    """Drops an object-store upload without completing it (closing would upload the part
+    written so far, replacing the old object with a truncated one)."""
+    # Binary mode gives fsspec's file itself; text mode wraps it (as `.buffer`).
+    raw = writer if hasattr(writer, "discard") else getattr(writer, "buffer", writer)
+    if hasattr(raw, "discard"):
+        raw.discard()  # cancels a multi-part upload; a small one was never sent
+        raw.closed = True  # so that no later close() (or garbage collection) uploads it
+    else:
+        writer.close()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

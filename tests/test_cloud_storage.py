@@ -88,6 +88,18 @@ def test_path_layer_reads_writes_lists_and_globs_on_gcs(gcs):
     assert not storage.exists(storage.join(root, "a", "x.txt"))
 
 
+def test_a_failed_write_keeps_the_old_object_and_creates_no_new_one(gcs):
+    root = _fresh("failed")
+    storage.write_text(f"{root}/old.txt", "old")
+    for name, mode, data in (("old.txt", "w", "new, half written"), ("new.bin", "wb", b"\x01")):
+        with pytest.raises(RuntimeError, match="interrupted"):
+            with storage.atomic_write(f"{root}/{name}", mode) as writer:
+                writer.write(data)
+                raise RuntimeError("interrupted")
+    assert storage.read_text(f"{root}/old.txt") == "old"
+    assert storage.listdir(root) == ["old.txt"]
+
+
 def test_a_missing_bucket_or_a_file_as_workdir_is_named(gcs, tmp_path):
     with pytest.raises(storage.StorageError, match="gs://no-such-bucket-here/run"):
         storage.check_writable("gs://no-such-bucket-here/run")
