@@ -324,8 +324,8 @@ def glob(pattern: str) -> list[str]:
 def expand_patterns(patterns: str | Sequence[str], *, what: str = "input") -> list[str]:
     """Files named by comma-separated (or listed) paths and glob patterns, on any scheme.
 
-    Each pattern's matches are sorted and kept in pattern order; a plain path must be an
-    existing file. Raises FileNotFoundError naming the pattern (and `what` it was for) when one
+    Each pattern's matches are sorted and kept in pattern order (folders and unfinished
+    `.tmp-` files of atomic_write left out); a plain path must be an existing file. Raises FileNotFoundError naming the pattern (and `what` it was for) when one
     matches no file, and ValueError when no pattern is given at all.
     """
     if isinstance(patterns, str):
