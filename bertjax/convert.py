@@ -321,9 +321,11 @@ def load_tf_checkpoint(ckpt_prefix: str, bert_config_file: str,
     for spec in specs:
         try:
             value = reader.get_tensor(spec.tf_name)
-        except tf.errors.OpError as error:  # e.g. a truncated .data file
-            raise ValueError(f"{ckpt_prefix}: cannot read variable {spec.tf_name} "
-                             f"({error.message})") from error
+        except (tf.errors.OpError, IndexError) as error:  # a truncated .data file gives
+            # IndexError("Read less bytes than requested"), without any file name
+            raise ValueError(f"{ckpt_prefix}: cannot read variable {spec.tf_name}; the "
+                             f".data file is damaged or truncated "
+                             f"({getattr(error, 'message', error)})") from error
         param_layout.set_path(params, spec.path, _cast(config, spec.from_tf(value)))
     params = to_layout(config, params)
     check_params(config, params, ckpt_prefix)

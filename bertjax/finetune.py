@@ -71,7 +71,13 @@ def num_train_steps_of(config, num_examples: int) -> int:
     if steps_per_epoch == 0:
         raise ValueError(f"the training set has {num_examples} examples, fewer than one batch "
                          f"(config.batch_size={config.batch_size}): lower the batch size")
-    return int(config.num_train_epochs * steps_per_epoch)
+    steps = int(config.num_train_epochs * steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"config.num_train_epochs={config.num_train_epochs} x {steps_per_epoch} "
+                         f"steps per epoch ({num_examples} examples, config.batch_size="
+                         f"{config.batch_size}) is less than one step: raise num_train_epochs "
+                         "or set num_train_steps")
+    return steps
 
 
 def predict_all(task: tasks.Task, params, features: dict[str, np.ndarray], batch_size: int,

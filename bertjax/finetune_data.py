@@ -132,9 +132,16 @@ def _squad(config, bert_config, tokenizer) -> FinetuneData:
             examples, tokenizer, config.data.max_seq_length, data.doc_stride, data.max_query_length,
             is_training=is_training)
 
-    train_examples = squad.read_squad_examples(dataset("train", data.train_file), True, v2)
-    train_arrays, _ = convert(train_examples, True)
+    train_json = dataset("train", data.train_file)
     eval_json = dataset("validation", data.eval_file)
+    # Both files are checked before any work: the evaluation file is scored after training,
+    # so a question without answers there must fail now, not after the run.
+    squad.validate_dataset(train_json, data.train_file or "SQuAD train split", needs_answers=True,
+                           version_2_with_negative=v2)
+    squad.validate_dataset(eval_json, data.eval_file or "SQuAD validation split",
+                           needs_answers=True, version_2_with_negative=v2)
+    train_examples = squad.read_squad_examples(train_json, True, v2)
+    train_arrays, _ = convert(train_examples, True)
     eval_examples = squad.read_squad_examples(eval_json, False, v2)
     eval_arrays, eval_features = convert(eval_examples, False)
 

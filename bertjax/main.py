@@ -2,33 +2,20 @@
 
 The same command runs on every host of a TPU pod or GPU cluster. Multi-host set-up goes through
 `jax.distributed.initialize()`, which detects TPU pods, SLURM and Open MPI by itself; elsewhere
-pass --coordinator_address, --num_processes and --process_id.
+pass --coordinator_address, --num_processes and --process_id (bertjax.launch).
 """
-
-import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from bertjax import launch  # the multi-host flags
+
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
-flags.DEFINE_enum("distributed", "auto", ["auto", "true", "false"],
-                  "Initialise jax.distributed: auto does so when a cluster is detected.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit clusters).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (explicit clusters).")
-flags.DEFINE_integer("process_id", None, "This process's index (explicit clusters).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 FINETUNE_TASKS = ("glue", "squad", "ner", "docstring_topics")
-_CLUSTER_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
-
-
-def _cluster_detected() -> bool:
-    if os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") >= 1:
-        return True
-    return any(int(os.environ.get(v, "1") or 1) > 1 for v in ("SLURM_NTASKS",
-                                                            "OMPI_COMM_WORLD_SIZE"))
 
 
 def main(argv):
@@ -37,17 +24,7 @@ def main(argv):
         # Warnings and up by default: orbax, clu and TensorFlow log every save and scalar at
         # INFO, which drowns the progress bar. --verbosity=0 brings INFO back.
         logging.set_verbosity(logging.WARNING)
-    import jax  # after absl parsed flags, so XLA_FLAGS set by the launcher are in place
-
-    if FLAGS.distributed == "true" or FLAGS.coordinator_address or (
-            FLAGS.distributed == "auto" and _cluster_detected()):
-        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                                   FLAGS.process_id)
-    # TensorFlow feeds tf.data only: it must never claim the accelerators.
-    import tensorflow as tf
-    tf.config.set_visible_devices([], "GPU")
-    logging.info("process %d/%d, %d local / %d global devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    launch.initialize()
 
     config = FLAGS.config
     if config.task == "pretrain":

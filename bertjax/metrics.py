@@ -1,4 +1,8 @@
-"""Evaluation metrics for GLUE, SQuAD v1.1/v2.0 and CoNLL-2003 NER, in plain numpy/Python.
+"""Evaluation metrics for GLUE, SQuAD v1.1/v2.0 and CoNLL-2003 NER.
+
+GLUE scores come from scikit-learn and scipy, entity F1 from seqeval (the libraries made for
+them); this module adds shape checks, padding weights and the per-task tables. The SQuAD scorers
+are the project's own, checked against the official scripts' scores on stored cases.
 
 Nothing here imports jax: metrics run on host arrays after the eval loop has gathered them.
 
@@ -25,6 +29,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
+from scipy import stats as scipy_stats
+from seqeval import metrics as seqeval_metrics
+from seqeval.metrics import sequence_labeling as seqeval_labeling
+from sklearn import metrics as sklearn_metrics
 
 from data_pipelines import glue
 
@@ -49,80 +57,51 @@ def _as_paired_1d(predictions, labels, name: str) -> tuple[np.ndarray, np.ndarra
 
 
 def accuracy(predictions, labels) -> float:
-    """Fraction of predictions [N] equal to labels [N]."""
+    """Fraction of predictions [N] equal to labels [N] (sklearn's accuracy_score)."""
     predictions, labels = _as_paired_1d(predictions, labels, "accuracy")
-    return float(np.mean(predictions == labels))
+    return float(sklearn_metrics.accuracy_score(labels, predictions))
 
 
 def f1(predictions, labels, positive_label: int = 1) -> float:
-    """Binary F1 of `positive_label` (sklearn's f1_score with average="binary").
+    """Binary F1 of `positive_label` (sklearn's f1_score, average="binary").
 
     F1 = 2 TP / (2 TP + FP + FN); 0.0 when there is neither a positive prediction nor a positive
-    label (sklearn's zero_division default).
+    label (zero_division=0, sklearn's documented default value).
     """
     predictions, labels = _as_paired_1d(predictions, labels, "f1")
-    predicted_positive = predictions == positive_label
-    actual_positive = labels == positive_label
-    true_positives = np.sum(predicted_positive & actual_positive)
-    denominator = np.sum(predicted_positive) + np.sum(actual_positive)
-    return float(2 * true_positives / denominator) if denominator else 0.0
+    return float(sklearn_metrics.f1_score(labels, predictions, pos_label=positive_label,
+                                          average="binary", zero_division=0.0))
 
 
 def matthews_corrcoef(predictions, labels) -> float:
-    """Matthews correlation coefficient, multiclass form (Gorodkin 2004), as sklearn computes it.
+    """Matthews correlation coefficient, multiclass form (Gorodkin 2004; sklearn's).
 
-    MCC = (c s - sum_k p_k t_k) / sqrt((s^2 - sum_k p_k^2) (s^2 - sum_k t_k^2)) with s samples,
-    c correct, p_k / t_k the predicted / true counts of class k. Constant predictions (or constant
-    labels) make the denominator zero; the result is then 0.0, which is why the CoLA majority-class
-    baseline scores MCC 0.
+    Constant predictions (or constant labels) make its denominator zero; sklearn then returns 0.0,
+    which is why the CoLA majority-class baseline scores MCC 0.
     """
     predictions, labels = _as_paired_1d(predictions, labels, "matthews_corrcoef")
-    classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
-    true_ids, predicted_ids = encoded[:labels.size], encoded[labels.size:]
-    num_classes = classes.size
-    true_counts = np.bincount(true_ids, minlength=num_classes).astype(np.float64)
-    predicted_counts = np.bincount(predicted_ids, minlength=num_classes).astype(np.float64)
-    num_correct = float(np.sum(true_ids == predicted_ids))
-    num_samples = float(labels.size)
-    covariance_true_pred = num_correct * num_samples - np.dot(true_counts, predicted_counts)
-    covariance_pred_pred = num_samples**2 - np.dot(predicted_counts, predicted_counts)
-    covariance_true_true = num_samples**2 - np.dot(true_counts, true_counts)
-    if covariance_pred_pred * covariance_true_true == 0:
-        return 0.0
-    return float(covariance_true_pred / np.sqrt(covariance_true_true * covariance_pred_pred))
+    return float(sklearn_metrics.matthews_corrcoef(labels, predictions))
+
+
+def _correlation(statistic, predictions, labels, name: str) -> float:
+    predictions, labels = _as_paired_1d(predictions, labels, name)
+    predictions = predictions.astype(np.float64)
+    labels = labels.astype(np.float64)
+    # scipy warns and returns NaN for a constant input; a run that predicts one score for every
+    # example is a real outcome (a collapsed STS-B run), so NaN is reported without the warning.
+    if np.all(predictions == predictions[0]) or np.all(labels == labels[0]):
+        return float("nan")
+    return float(statistic(predictions, labels).statistic)
 
 
 def pearson(predictions, labels) -> float:
-    """Pearson correlation of predictions [N] and labels [N]; NaN when either is constant."""
-    predictions, labels = _as_paired_1d(predictions, labels, "pearson")
-    x = predictions.astype(np.float64) - np.mean(predictions, dtype=np.float64)
-    y = labels.astype(np.float64) - np.mean(labels, dtype=np.float64)
-    # Normalise before multiplying (as scipy does) so large scores cannot overflow.
-    x_norm, y_norm = np.linalg.norm(x), np.linalg.norm(y)
-    if x_norm == 0 or y_norm == 0:
-        return float("nan")
-    correlation = float(np.dot(x / x_norm, y / y_norm))
-    return max(-1.0, min(1.0, correlation))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..N, ties sharing the mean of their ranks (scipy.stats.rankdata "average")."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    is_new_value = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
-    group_of_sorted = np.cumsum(is_new_value) - 1
-    group_starts = np.flatnonzero(is_new_value)
-    group_ends = np.concatenate([group_starts[1:], [values.size]])
-    group_mean_rank = (group_starts + 1 + group_ends) / 2.0  # mean of ranks start+1 .. end
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = group_mean_rank[group_of_sorted]
-    return ranks
+    """Pearson correlation of predictions [N] and labels [N] (scipy); NaN when either is constant."""
+    return _correlation(scipy_stats.pearsonr, predictions, labels, "pearson")
 
 
 def spearman(predictions, labels) -> float:
-    """Spearman rank correlation: Pearson of the average ranks; NaN when either is constant."""
-    predictions, labels = _as_paired_1d(predictions, labels, "spearman")
-    return pearson(_average_ranks(predictions), _average_ranks(labels))
+    """Spearman rank correlation (scipy; ties get average ranks); NaN when either is constant."""
+    return _correlation(scipy_stats.spearmanr, predictions, labels, "spearman")
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,66 +399,43 @@ def squad_v2(dataset: Sequence[Mapping],
 
 
 # --------------------------------------------------------------------------------------------
-# Entity-level F1 for CoNLL-style tags (conlleval / seqeval default mode).
+# Entity-level F1 for CoNLL-style tags: seqeval's default (conlleval) mode.
 # --------------------------------------------------------------------------------------------
 
 Entity = tuple[str, int, int]  # (type, first word index, last word index), inclusive.
 
 
-def _split_tag(tag: str, where: str) -> tuple[str, str]:
-    if tag == "O":
-        return "O", ""
-    prefix, separator, entity_type = tag.partition("-")
-    if not separator or prefix not in ("B", "I", "E", "S") or not entity_type:
-        raise ValueError(f"{where}: tag {tag!r} is neither 'O' nor PREFIX-TYPE with PREFIX in "
-                         "B, I, E, S.")
-    return prefix, entity_type
+def _check_tags(tags: Sequence[str], where: str) -> list[str]:
+    """The tags as a list, each 'O' or PREFIX-TYPE with PREFIX in B, I, E, S.
 
-
-def _chunk_ends(prev_prefix, prefix, prev_type, entity_type) -> bool:
-    """conlleval's endOfChunk: does the chunk open at the previous tag close before this one?"""
-    if prev_prefix in ("E", "S"):
-        return True
-    if prev_prefix in ("B", "I") and prefix in ("B", "S", "O"):
-        return True
-    return prev_prefix != "O" and prev_type != entity_type
-
-
-def _chunk_starts(prev_prefix, prefix, prev_type, entity_type) -> bool:
-    """conlleval's startOfChunk: does a chunk open at this tag?"""
-    if prefix in ("B", "S"):
-        return True
-    if prev_prefix in ("E", "S", "O") and prefix in ("E", "I"):
-        return True
-    return prefix != "O" and prev_type != entity_type
+    seqeval reads any string as a tag (a bare "PER" would become an entity of type "ER"), so a
+    malformed tag is refused here with its position instead of scoring silently.
+    """
+    tags = list(tags)
+    for position, tag in enumerate(tags):
+        if tag == "O":
+            continue
+        prefix, separator, entity_type = tag.partition("-")
+        if not separator or prefix not in ("B", "I", "E", "S") or not entity_type:
+            raise ValueError(f"{where}, position {position}: tag {tag!r} is neither 'O' nor "
+                             "PREFIX-TYPE with PREFIX in B, I, E, S.")
+    return tags
 
 
 def extract_entities(tags: Sequence[str], where: str = "sequence") -> list[Entity]:
     """Chunks of one tag sequence as (type, start, end) with inclusive word indices.
 
     Accepts IOB1 (CoNLL-2003's original: I-X opens a chunk unless it continues one of type X; B-X
-    only separates adjacent same-type chunks), IOB2/BIO and IOBES, with conlleval's rules: a chunk
-    opens at B-X or S-X, or at an I-X / E-X whose predecessor is O, of another type, or closed.
+    only separates adjacent same-type chunks), IOB2/BIO and IOBES, with conlleval's rules as
+    seqeval implements them: a chunk opens at B-X or S-X, or at an I-X / E-X whose predecessor is
+    O, of another type, or closed.
     """
-    entities = []
-    prev_prefix, prev_type = "O", ""
-    chunk_start = None
-    for position, tag in enumerate(list(tags) + ["O"]):
-        prefix, entity_type = _split_tag(tag, f"{where}, position {position}")
-        if chunk_start is not None and _chunk_ends(prev_prefix, prefix, prev_type, entity_type):
-            entities.append((prev_type, chunk_start, position - 1))
-            chunk_start = None
-        if _chunk_starts(prev_prefix, prefix, prev_type, entity_type):
-            chunk_start = position
-        prev_prefix, prev_type = prefix, entity_type
-    return entities
+    return [tuple(entity) for entity in seqeval_labeling.get_entities(_check_tags(tags, where))]
 
 
-def _precision_recall_f1(num_correct: int, num_predicted: int, num_true: int) -> dict:
-    precision = num_correct / num_predicted if num_predicted else 0.0
-    recall = num_correct / num_true if num_true else 0.0
-    f1_score = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1_score, "support": num_true}
+def _scores(report_row) -> dict:
+    return {"precision": float(report_row["precision"]), "recall": float(report_row["recall"]),
+            "f1": float(report_row["f1-score"]), "support": int(report_row["support"])}
 
 
 def entity_f1(true_tag_sequences: Sequence[Sequence[str]],
@@ -494,32 +450,24 @@ def entity_f1(true_tag_sequences: Sequence[Sequence[str]],
 
     Returns:
       {"precision", "recall", "f1", "support" (gold entities), "per_type": {type: {precision,
-      recall, f1, support}}}.
+      recall, f1, support}}}; scores with a zero denominator are 0.0.
     """
     if len(true_tag_sequences) != len(pred_tag_sequences):
         raise ValueError(f"entity_f1: {len(true_tag_sequences)} gold sentences but "
                          f"{len(pred_tag_sequences)} predicted ones.")
-    correct = collections.Counter()
-    predicted = collections.Counter()
-    true = collections.Counter()
+    gold, predicted = [], []
     for sentence_index, (true_tags, pred_tags) in enumerate(
         zip(true_tag_sequences, pred_tag_sequences)):
         if len(true_tags) != len(pred_tags):
             raise ValueError(f"entity_f1: sentence {sentence_index} has {len(true_tags)} gold tags "
                              f"but {len(pred_tags)} predicted ones.")
-        true_entities = set(extract_entities(true_tags, f"gold sentence {sentence_index}"))
-        pred_entities = set(extract_entities(pred_tags, f"predicted sentence {sentence_index}"))
-        for entity_type, _, _ in true_entities:
-            true[entity_type] += 1
-        for entity_type, _, _ in pred_entities:
-            predicted[entity_type] += 1
-        for entity_type, _, _ in true_entities & pred_entities:
-            correct[entity_type] += 1
-    result = _precision_recall_f1(sum(correct.values()), sum(predicted.values()),
-                                  sum(true.values()))
-    result["per_type"] = {
-        entity_type: _precision_recall_f1(correct[entity_type], predicted[entity_type],
-                                          true[entity_type])
-        for entity_type in sorted(set(true) | set(predicted))
-    }
+        gold.append(_check_tags(true_tags, f"gold sentence {sentence_index}"))
+        predicted.append(_check_tags(pred_tags, f"predicted sentence {sentence_index}"))
+    report = seqeval_metrics.classification_report(gold, predicted, output_dict=True,
+                                                   zero_division=0)
+    result = _scores(report.pop("micro avg"))
+    for average in ("macro avg", "weighted avg"):
+        report.pop(average)
+    result["per_type"] = {entity_type: _scores(row) for entity_type, row in sorted(report.items())}
     return result
+

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from bertjax.config import BertConfig
 from bertjax.dropout import Dropout
@@ -50,12 +51,50 @@ def _check_range(name: str, values, upper: int) -> None:
         raise ValueError(f"{name} has value {bad} at index {where}; expected 0 <= {name} < {upper}")
 
 
+def _check_range_traced(name: str, values, upper: int) -> None:
+    """Under jit: a `checkify.debug_check` that ids lie in [0, upper). It costs nothing (it is
+    dropped) unless the caller runs the model through `checked` (checkify), which is the cheap
+    checked mode for ids that would otherwise read a clamped row or give NaN outputs."""
+    if values is None or _is_concrete(values):
+        return
+    checkify.debug_check(jnp.all((values >= 0) & (values < upper)),
+                         f"{name} has a value outside [0, {upper}) (max {{high}}, min {{low}})",
+                         high=jnp.max(values), low=jnp.min(values))
+
+
+def checked(function):
+    """`function` (e.g. a jitted model apply) with the in-graph id range checks turned on.
+
+        apply = modeling.checked(jax.jit(model.apply))
+        apply({"params": params}, input_ids)   # checkify.JaxRuntimeError naming input_ids
+
+    It wraps `function` with jax.experimental.checkify (user checks only) and raises the first
+    failed check: one reduction per id tensor per call, for debugging bad data under jit.
+    """
+    checkified = checkify.checkify(function, errors=checkify.user_checks)
+
+    def run(*args, **kwargs):
+        error, out = checkified(*args, **kwargs)
+        error.throw()
+        return out
+
+    return run
+
+
 def validate_inputs(config: BertConfig, input_ids, token_type_ids=None, attention_mask=None,
                     masked_lm_positions=None) -> None:
-    """Checks shapes always and values when they are concrete (not under jit).
+    """Checks shapes and dtypes always and values when they are concrete (not under jit; under
+    jit through `checked`).
 
-    Raises ValueError naming the tensor and the offending value or shape.
+    Raises ValueError naming the tensor and the offending value, dtype or shape.
     """
+    # An attention mask may be 0/1 of any dtype; ids and positions index tables.
+    for name, tensor in (("input_ids", input_ids), ("token_type_ids", token_type_ids),
+                         ("masked_lm_positions", masked_lm_positions)):
+        dtype = getattr(tensor, "dtype", None)
+        if dtype is not None and not jnp.issubdtype(dtype, jnp.integer):
+            raise ValueError(f"{name} has dtype {dtype}; expected integers (token ids / "
+                             "positions; cast with .astype(np.int32))")
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [B, S]; got shape {tuple(input_ids.shape)}")
     batch, seq_len = input_ids.shape
@@ -74,6 +113,9 @@ def validate_inputs(config: BertConfig, input_ids, token_type_ids=None, attentio
     _check_range("token_type_ids", token_type_ids, config.type_vocab_size)
     _check_range("attention_mask", attention_mask, 2)
     _check_range("masked_lm_positions", masked_lm_positions, seq_len)
+    _check_range_traced("input_ids", input_ids, config.vocab_size)
+    _check_range_traced("token_type_ids", token_type_ids, config.type_vocab_size)
+    _check_range_traced("masked_lm_positions", masked_lm_positions, seq_len)
 
 
 # ---------------------------------------------------------------------------- the encoder

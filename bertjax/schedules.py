@@ -40,7 +40,7 @@ def _check_steps(num_train_steps: int, num_warmup_steps: int) -> None:
 def bert_schedule(init_lr: float, num_train_steps: int, num_warmup_steps: int) -> optax.Schedule:
     """The original BERT schedule: linear warmup over a linear decay counted from step 0.
 
-    Transcribes `optimization.create_optimizer` of google-research/bert: a power-1
+    Reproduces `optimization.create_optimizer` of google-research/bert: a power-1
     `polynomial_decay` of the global step to 0 at `num_train_steps`, and, while the step is below
     `num_warmup_steps`, `init_lr * step / num_warmup_steps` in its place.
 

@@ -47,7 +47,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bertjax import grad_norms, metric_logging, modeling, pretrained, reinit, tasks, train_step
+from bertjax import (grad_norms, metric_logging, modeling, pretrained, reinit, sharding, tasks,
+                     train_step)
 from bertjax import trainer as trainer_lib
 from data_pipelines import finetune_input, storage
 
@@ -154,7 +155,13 @@ def stacked_train_batches(features: Mapping[str, np.ndarray], batch_size: int,
 
 def num_train_steps(features: Mapping[str, np.ndarray], batch_size: int, num_epochs: int) -> int:
     """T = epochs x floor(N / B) (the remainder of each epoch is dropped)."""
-    return num_epochs * (finetune_input.num_examples(features) // batch_size)
+    num_examples = finetune_input.num_examples(features)
+    steps = num_epochs * (num_examples // batch_size)
+    if steps <= 0:
+        raise ValueError(f"{num_epochs} epoch(s) of {num_examples} training examples in batches "
+                         f"of {batch_size} is no step: the training set is smaller than one "
+                         "batch (lower the batch size) or num_epochs < 1")
+    return steps
 
 
 def _training_features(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -360,7 +367,7 @@ class SeedTrainer:
         one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                 state.params)
         groups_names = grad_norms.group_names(one_seed)  # bottom to top
-        nonfinite = np.asarray(state.nonfinite_step)
+        nonfinite = sharding.to_host(state.nonfinite_step)  # seeds may span several hosts
         records = []
         for k, seed in enumerate(seeds):
             records.append({
@@ -389,7 +396,7 @@ class SeedTrainer:
             weight = batch.pop(finetune_input.EXAMPLE_WEIGHT_KEY)
             position = batch.pop(finetune_input.EXAMPLE_POSITION_KEY, None)
             batch = jax.device_put(batch, replicated)
-            chunks.append(np.asarray(self._predict_many(stacked_params, batch))[:, weight > 0])
+            chunks.append(sharding.to_host(self._predict_many(stacked_params, batch))[:, weight > 0])
             if position is not None:
                 positions.append(position[weight > 0])
         predictions = np.concatenate(chunks, axis=1)

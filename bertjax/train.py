@@ -42,15 +42,20 @@ def _data_spec(config, workdir: str):
     return pretraining_data.PretrainingDataSpec(**values)
 
 
-def pretraining_batches(config: ml_collections.ConfigDict, workdir: str, per_host_batch: int,
+def pretraining_batches(config: ml_collections.ConfigDict, workdir: str, rows: slice,
                         start_step: int, *, is_training: bool = True) -> Iterator[dict]:
-    """Host-local numpy batches from `config.data` (data_pipelines.pretraining_data)."""
+    """This host's `rows` of every global batch from `config.data` (data_pipelines.pretraining_data).
+
+    The data layer numbers a host's share by its rows (rows.start // B), not by
+    jax.process_index(): the mesh decides which rows a process's devices hold.
+    """
     from data_pipelines import pretraining_data
 
+    per_host_batch = rows.stop - rows.start
     return pretraining_data.pretraining_batches(
         _data_spec(config, workdir), per_host_batch_size=per_host_batch, start_step=start_step,
-        is_training=is_training, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        is_training=is_training, process_index=rows.start // per_host_batch,
+        process_count=config.batch_size // per_host_batch)
 
 
 def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
@@ -58,7 +63,8 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
     bert_config = bert_config_from(config.model)
     model = modeling.BertForPreTraining(bert_config)
     mesh = sharding.create_mesh(dict(config.mesh))
-    per_host_batch = sharding.per_host_batch_size(config.batch_size, mesh)
+    sharding.per_host_batch_size(config.batch_size, mesh)  # checks the batch divides evenly
+    rows = sharding.process_rows(mesh, config.batch_size)
     num_train_steps = int(config.num_train_steps)
     if num_train_steps <= 0:
         raise ValueError(f"config.num_train_steps={num_train_steps}: pretraining needs a "
@@ -86,7 +92,7 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
                                    nan_policy=config.nan_policy), shardings)
 
     def batches(start_step: int):
-        for local in pretraining_batches(config, workdir, per_host_batch, start_step):
+        for local in pretraining_batches(config, workdir, rows, start_step):
             train_step.validate_pretraining_batch(bert_config, local,
                                                   data.max_predictions_per_seq)
             yield local
@@ -96,7 +102,7 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
     def evaluate(state, step_number: int) -> dict[str, dict[str, float]]:
         del step_number
         totals = None
-        stream = pretraining_batches(config, workdir, per_host_batch, 0, is_training=False)
+        stream = pretraining_batches(config, workdir, rows, 0, is_training=False)
         for _ in range(config.num_eval_steps):
             local = next(stream, None)
             if local is None:

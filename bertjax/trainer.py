@@ -146,7 +146,7 @@ class PreemptionWatcher:
 
 
 def _mean_over_interval(pending: dict, steps: int) -> dict[str, Any]:
-    host = jax.device_get(pending)
+    host = sharding.to_host(pending)  # sweeps' per-seed metrics span several hosts
     return {key: np.asarray(value) / steps for key, value in _flat_metrics(host).items()}
 
 
@@ -161,7 +161,7 @@ def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def _nonfinite_steps(state) -> np.ndarray:
-    return np.atleast_1d(np.asarray(jax.device_get(state.nonfinite_step)))
+    return np.atleast_1d(sharding.to_host(state.nonfinite_step))
 
 
 def _check_finite(state, checkpointer) -> None:

@@ -20,6 +20,10 @@ vocab.txt layout (one token per line, id = line number):
 The released BERT vocabs differ only in the special ids ([PAD]=0, [unused0-98], [UNK]=100,
 [CLS]=101, [SEP]=102, [MASK]=103); nothing in bertjax assumes those numbers.
 
+Corpora beyond one machine: count the words with Apache Beam
+(`python -m data_pipelines.beam_word_counts --input_file=... --output_file=counts.tsv`), then
+learn from the counts with `--word_counts_file=counts.tsv` instead of --input_file.
+
 SentencePiece (--algorithm=sentencepiece): see data_pipelines.sentencepiece_tokenizer; --output_file
 names the `.model` file (its `.vocab` listing is written beside it).
 """
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 from typing import Iterable, Iterator
 
 from absl import app, flags, logging
@@ -52,6 +55,28 @@ def count_words(lines: Iterable[str], do_lower_case: bool) -> collections.Counte
     counts: collections.Counter = collections.Counter()
     for line in lines:
         counts.update(basic_tokenizer.tokenize(line))
+    return counts
+
+
+def write_word_counts(counts, output_file: str) -> int:
+    """word<TAB>count lines (from a Counter or (word, count) pairs), most frequent first, ties
+    by word, written atomically (any storage scheme); returns the number of words."""
+    items = sorted(dict(counts).items(), key=lambda item: (-item[1], item[0]))
+    with storage.atomic_write(output_file, "w") as writer:
+        writer.write("".join(f"{word}\t{count}\n" for word, count in items))
+    return len(items)
+
+
+def read_word_counts(path: str) -> collections.Counter:
+    """Counts written by write_word_counts (e.g. by data_pipelines.beam_word_counts); a
+    malformed line is an error naming the file and line."""
+    counts: collections.Counter = collections.Counter()
+    with storage.open(path, "r") as reader:
+        for line_number, line in enumerate(reader, start=1):
+            word, tab, count = line.rstrip("\n").rpartition("\t")
+            if not tab or not word or not count.isdigit():
+                raise ValueError(f"{path}:{line_number}: expected 'word<TAB>count', got {line!r}")
+            counts[word] += int(count)
     return counts
 
 
@@ -129,6 +154,7 @@ def write_vocab(tokens: Iterable[str], output_file: str) -> int:
         raise ValueError(f"tokens with surrounding whitespace cannot round-trip through {output_file}: {bad[:5]}")
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"duplicate tokens would break ids in {output_file}")
+    # All or nothing: a failed run never leaves a truncated vocab where a good one was.
     storage.write_text(output_file, "".join(f"{token}\n" for token in tokens))
     return len(tokens)
 
@@ -142,10 +168,17 @@ def build_vocab(
     min_frequency: int = 2,
     num_unused_tokens: int = 0,
     sentencepiece_model_type: str = "unigram",
+    word_counts_file: str | None = None,
 ) -> dict:
-    """Learns and writes the vocab; returns a summary (algorithm, sizes, output path)."""
+    """Learns and writes the vocab; returns a summary (algorithm, sizes, output path).
+
+    WordPiece learns from word_counts_file (write_word_counts' format, e.g. counted by
+    data_pipelines.beam_word_counts) instead of input_files when it is given."""
     if algorithm == "wordpiece":
-        word_counts = count_words(read_lines(input_files), do_lower_case)
+        if word_counts_file:
+            word_counts = read_word_counts(word_counts_file)
+        else:
+            word_counts = count_words(read_lines(input_files), do_lower_case)
         vocab = learn_wordpiece_vocab(
             word_counts, vocab_size, min_frequency=min_frequency, num_unused_tokens=num_unused_tokens
         )
@@ -176,6 +209,9 @@ def _define_flags() -> None:
     flags.DEFINE_enum("algorithm", "wordpiece", list(ALGORITHMS), "Vocab learner.")
     flags.DEFINE_integer("min_frequency", 2, "WordPiece: lowest count threshold the learner may use.")
     flags.DEFINE_integer("num_unused_tokens", 0, "WordPiece: [unusedN] placeholders after the specials.")
+    flags.DEFINE_string("word_counts_file", None,
+                        "WordPiece: learn from these word<TAB>count lines (data_pipelines.beam_word_counts) "
+                        "instead of counting --input_file.")
     flags.DEFINE_enum("sentencepiece_model_type", "unigram", list(sentencepiece_tokenizer.MODEL_TYPES),
                       "SentencePiece segmentation model.")
 
@@ -185,6 +221,7 @@ def main(argv):
     summary = build_vocab(
         FLAGS.input_file, FLAGS.output_file, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.algorithm,
         FLAGS.min_frequency, FLAGS.num_unused_tokens, FLAGS.sentencepiece_model_type,
+        FLAGS.word_counts_file,
     )
     logging.info("vocab written: %s", summary)
     print(json.dumps(summary))
@@ -192,5 +229,10 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    flags.mark_flags_as_required(["input_file", "output_file"])
+    flags.mark_flags_as_required(["output_file"])
+    flags.register_multi_flags_validator(
+        ["input_file", "word_counts_file"],
+        lambda values: bool(values["input_file"] or values["word_counts_file"]),
+        message="give --input_file (or, for wordpiece, --word_counts_file)",
+    )
     app.run(main)

@@ -1,5 +1,6 @@
 """Text corpora in the pretraining documents format: one sentence per line, a blank line
-between documents (what create_pretraining_data.py reads).
+between documents (what create_pretraining_data.py reads: `read_documents` here, next to
+`write_documents`).
 
 Sources:
 * plain text files or folders (`text_file_documents`): one file = one document;
@@ -17,13 +18,17 @@ It is a heuristic (abbreviations like "e.g. Foo" are cut), adequate for NSP pret
 
 from __future__ import annotations
 
+import collections
+import fcntl
 import hashlib
 import importlib
 import inspect
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import warnings
 from typing import Iterable, Iterator
 
@@ -54,6 +59,53 @@ def text_to_sentences(text: str) -> list[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         sentences.extend(split_sentences(paragraph))
     return sentences
+
+
+class InvalidUtf8Error(ValueError):
+    """An input line is not UTF-8."""
+
+
+def expand_input_files(patterns: Iterable[str]) -> list[str]:
+    """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
+    is an error (the original silently skipped it)."""
+    return storage.expand_patterns(list(patterns), what="input")
+
+
+def read_documents(
+    input_files: list[str],
+    skip_invalid_utf8: bool = False,
+    counters: collections.Counter | None = None,
+) -> Iterator[list[str]]:
+    """Documents (lists of stripped non-empty lines) from the original input format.
+
+    Lines are split on "\\n" only (as the original's GFile.readline); a blank line (after
+    strip) ends a document; a document continues across files until a blank line.
+    Raises InvalidUtf8Error naming the file and line unless skip_invalid_utf8, which skips and
+    counts such lines in counters["invalid_utf8_lines"].
+    """
+    counters = collections.Counter() if counters is None else counters
+    document: list[str] = []
+    for path in input_files:
+        with storage.open(path, "rb") as reader:
+            for line_number, raw_line in enumerate(reader, start=1):
+                counters["input_bytes"] += len(raw_line)
+                try:
+                    line = raw_line.decode("utf-8").strip()
+                except UnicodeDecodeError as error:
+                    if skip_invalid_utf8:
+                        counters["invalid_utf8_lines"] += 1
+                        continue
+                    raise InvalidUtf8Error(
+                        f"{path}:{line_number}: not valid UTF-8 ({error.reason} at byte {error.start} "
+                        f"of the line); fix the file or pass --skip_invalid_utf8 to skip such lines"
+                    ) from None
+                if line:
+                    document.append(line)
+                elif document:
+                    yield document
+                    document = []
+    if document:
+        yield document
 
 
 def write_documents(documents: Iterable[list[str]], path: str) -> dict:
@@ -287,12 +339,20 @@ def prepare_default_pretraining_data(
 ) -> list[str]:
     """The default tiny pretraining data (stdlib docstrings), built once and then reused.
 
-    A manifest of the arguments (and the Python version, since the docstrings come from it)
-    sits beside the TFRecords; a call with the same arguments returns the existing files.
-    Returns the TFRecord paths.
+    Each set of arguments (and the Python version, since the docstrings come from it) has its
+    own folder under `output_dir`, named by their digest, with a manifest beside the TFRecords,
+    so runs with different arguments (a concurrent run, another run's final eval) never rebuild
+    each other's files. A folder is built under a temporary name and renamed into place when
+    complete, under a lock (`output_dir/.lock`), so a reader never sees half a build; a build
+    killed midway leaves a `.tmp-` folder that the next build removes. Returns the TFRecord
+    paths.
     """
     from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
 
+    if storage.is_remote(output_dir):
+        raise ValueError(
+            f"the default corpus cache {output_dir} must be a local folder (it is built under a "
+            "file lock); with a remote workdir pass --config.data.cache_dir=LOCAL_DIR")
     vocab_file = vocab_file or default_vocab_file()
     vocab_digest = hashlib.sha256(storage.read_bytes(vocab_file)).hexdigest()
     arguments = dict(
@@ -305,30 +365,44 @@ def prepare_default_pretraining_data(
         python=sys.version.split()[0],
         format=1,
     )
-    manifest_path = storage.join(output_dir, "manifest.json")
-    output_files = [
-        storage.join(output_dir, "pretraining-00000-of-00002.tfrecord"),
-        storage.join(output_dir, "pretraining-00001-of-00002.tfrecord"),
-    ]
-    if storage.isfile(manifest_path) and all(storage.isfile(f) for f in output_files):
-        if json.loads(storage.read_text(manifest_path)).get("arguments") == arguments:
-            return output_files
-    corpus_path = storage.join(output_dir, "stdlib_docstrings.txt")
-    write_documents(stdlib_docstring_documents(module_names), corpus_path)
-    summary = create_pretraining_data.run(
-        create_pretraining_data.PretrainingDataConfig(
-            input_files=(corpus_path,),
-            output_files=tuple(output_files),
-            vocab_file=vocab_file,
-            max_seq_length=max_seq_length,
-            max_predictions_per_seq=max_predictions_per_seq,
-            random_seed=seed,
-            dupe_factor=dupe_factor,
-            num_workers=num_workers,
-            progress=False,
-        )
-    )
-    # Written last: a manifest means every output file above is complete.
-    storage.write_text(manifest_path, json.dumps(dict(arguments=arguments, summary=summary),
-                                                 indent=1))
+    key = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:16]
+    final_dir = os.path.join(output_dir, f"default-corpus-{key}")
+    names = ["pretraining-00000-of-00002.tfrecord", "pretraining-00001-of-00002.tfrecord"]
+    output_files = [os.path.join(final_dir, name) for name in names]
+    if os.path.isfile(os.path.join(final_dir, "manifest.json")):
+        return output_files  # complete: the folder only appears once fully built
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        if os.path.isfile(os.path.join(final_dir, "manifest.json")):
+            return output_files  # another process built it while we waited
+        for name in os.listdir(output_dir):
+            if name.startswith(".tmp-"):  # left by a killed build (builds hold the lock)
+                shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        building = tempfile.mkdtemp(prefix=".tmp-", dir=output_dir)
+        try:
+            corpus_path = os.path.join(building, "stdlib_docstrings.txt")
+            write_documents(stdlib_docstring_documents(module_names), corpus_path)
+            summary = create_pretraining_data.run(
+                create_pretraining_data.PretrainingDataConfig(
+                    input_files=(corpus_path,),
+                    output_files=tuple(os.path.join(building, name) for name in names),
+                    vocab_file=vocab_file,
+                    max_seq_length=max_seq_length,
+                    max_predictions_per_seq=max_predictions_per_seq,
+                    random_seed=seed,
+                    dupe_factor=dupe_factor,
+                    num_workers=num_workers,
+                    progress=False,
+                )
+            )
+            summary["output_files"] = output_files
+            with open(os.path.join(building, "manifest.json"), "w") as writer:
+                json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
+            if os.path.isdir(final_dir):  # incomplete (no manifest): from an older layout
+                shutil.rmtree(final_dir)
+            os.rename(building, final_dir)
+        finally:
+            if os.path.isdir(building):
+                shutil.rmtree(building, ignore_errors=True)
     return output_files

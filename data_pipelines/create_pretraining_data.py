@@ -25,6 +25,10 @@ Same algorithm as google-research/bert's create_pretraining_data.py (instances.p
   bounded (readers shuffle again with a buffer).
 * Speed: tokenise once, integer spans instead of token lists, numpy masking for a whole
   unit, numpy tf.train.Example/TFRecord encoding (tfrecord_writer.py), no TensorFlow import.
+* Safety: flags that would write useless data (dupe_factor < 1, max_predictions_per_seq < 1,
+  masked_lm_prob outside (0, 1], ...) and an output that is also an input are refused before
+  anything is read; outputs are written all or nothing (temporary files renamed at the end),
+  so a failed or killed run leaves earlier files as they were.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from data_pipelines import features as features_lib
+# The documents format (one sentence a line, blank lines between documents) lives with its
+# writer; these names stay importable from here, the original script's home for them.
+from data_pipelines.corpora import (  # noqa: F401 (InvalidUtf8Error: re-exported)
+    InvalidUtf8Error, expand_input_files, read_documents)
 from data_pipelines import instances as instances_lib
 from data_pipelines import storage
 from data_pipelines import tfrecord_writer
@@ -83,10 +91,6 @@ class PretrainingDataConfig:
     progress: bool = True
 
 
-class InvalidUtf8Error(ValueError):
-    """An input line is not UTF-8."""
-
-
 def load_tokenizer(vocab_file: str, do_lower_case: bool):
     """The exact original WordPiece FullTokenizer; checks the special tokens are in the vocab."""
     from data_pipelines import tokenization  # pylint: disable=import-outside-toplevel
@@ -99,49 +103,6 @@ def load_tokenizer(vocab_file: str, do_lower_case: bool):
             f"BERT pretraining data needs all of {list(features_lib.SPECIAL_TOKENS)}"
         )
     return tokenizer
-
-
-def expand_input_files(patterns: Iterable[str]) -> list[str]:
-    """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
-    is an error (the original silently skipped it)."""
-    return storage.expand_patterns(list(patterns), what="input")
-
-
-def read_documents(
-    input_files: list[str],
-    skip_invalid_utf8: bool = False,
-    counters: collections.Counter | None = None,
-) -> Iterator[list[str]]:
-    """Documents (lists of stripped non-empty lines) from the original input format.
-
-    Lines are split on "\\n" only (as the original's GFile.readline); a blank line (after
-    strip) ends a document; a document continues across files until a blank line.
-    Raises InvalidUtf8Error naming the file and line unless skip_invalid_utf8, which skips and
-    counts such lines in counters["invalid_utf8_lines"].
-    """
-    counters = collections.Counter() if counters is None else counters
-    document: list[str] = []
-    for path in input_files:
-        with storage.open(path, "rb") as reader:
-            for line_number, raw_line in enumerate(reader, start=1):
-                counters["input_bytes"] += len(raw_line)
-                try:
-                    line = raw_line.decode("utf-8").strip()
-                except UnicodeDecodeError as error:
-                    if skip_invalid_utf8:
-                        counters["invalid_utf8_lines"] += 1
-                        continue
-                    raise InvalidUtf8Error(
-                        f"{path}:{line_number}: not valid UTF-8 ({error.reason} at byte {error.start} "
-                        f"of the line); fix the file or pass --skip_invalid_utf8 to skip such lines"
-                    ) from None
-                if line:
-                    document.append(line)
-                elif document:
-                    yield document
-                    document = []
-    if document:
-        yield document
 
 
 def _document_chunks(documents: Iterable[list[str]]) -> Iterator[list[list[str]]]:
@@ -422,15 +383,49 @@ def _progress_bar(enabled: bool, **kwargs):
     return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
+# (flag, accepted values, what the error says): flags that would write useless or silently
+# wrong data are refused before anything is read.
+_FLAG_RULES = (
+    ("max_seq_length", lambda v: v >= 5,
+     "needs room for [CLS] A [SEP] B [SEP] with A and B non-empty (>= 5)"),
+    ("max_predictions_per_seq", lambda v: v >= 1,
+     "must be >= 1 (records without masked LM targets teach nothing)"),
+    ("dupe_factor", lambda v: v >= 1, "must be >= 1 (each document is written dupe_factor "
+     "times with different masks)"),
+    ("masked_lm_prob", lambda v: 0.0 < v <= 1.0, "must be in (0, 1] (0.15 in BERT)"),
+    ("short_seq_prob", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
+    ("num_workers", lambda v: v >= 0, "must be >= 0 (0: all cores)"),
+    ("block_tokens", lambda v: v >= 1, "must be >= 1"),
+)
+
+
+def validate_config(config: PretrainingDataConfig) -> None:
+    """Refuses flag values that would write useless or silently wrong data, each error naming
+    the flag and the values it accepts, and outputs that would overwrite an input."""
+    for name, accepts, requirement in _FLAG_RULES:
+        if not accepts(getattr(config, name)):
+            raise ValueError(f"{name}={getattr(config, name)}: {requirement}")
+    outputs = [path for path in config.output_files if path.strip()]
+    if not outputs or len(outputs) < len(config.output_files):
+        raise ValueError(f"output_file={','.join(config.output_files)!r}: empty file name")
+    if len({os.path.realpath(path) for path in outputs}) < len(outputs):
+        raise ValueError(f"output_file names the same file twice: {outputs}")
+    inputs = {os.path.realpath(path) for path in expand_input_files(config.input_files)}
+    for path in outputs:
+        if os.path.realpath(path) in inputs:
+            raise ValueError(f"output file {path} is also an input file; writing it would "
+                             "replace the corpus with records")
+        if os.path.isdir(path):
+            raise ValueError(f"output file {path} is a folder")
+
+
 def run(config: PretrainingDataConfig) -> dict:
-    """Creates the pretraining TFRecords; returns (and prints) a summary dict."""
-    if config.max_seq_length < 5:
-        raise ValueError(
-            f"max_seq_length={config.max_seq_length}: needs room for [CLS] A [SEP] B "
-            "[SEP] with A and B non-empty (>= 5)"
-        )
-    if not config.output_files:
-        raise ValueError("no output file given")
+    """Creates the pretraining TFRecords; returns (and prints) a summary dict.
+
+    The outputs are written all or nothing: a run that fails (or is killed) leaves any previous
+    files at those paths as they were, and a run that makes no instance writes nothing.
+    """
+    validate_config(config)
     start_time = time.perf_counter()
     load_tokenizer(config.vocab_file, config.do_lower_case)  # Fail early on a bad vocab.
     num_workers = config.num_workers or os.cpu_count() or 1
@@ -470,6 +465,13 @@ def run(config: PretrainingDataConfig) -> dict:
                     writer.write(framed, framed_lengths)
                     counters.update(statistics)
                     bar.update(statistics["instances"])
+                if not counters["instances"]:
+                    # Raised inside the writer: no output file is replaced by an empty one.
+                    raise ValueError(
+                        f"no training instance from {counters['documents']} document(s) "
+                        f"({counters['sentences']} sentences) of {list(config.input_files)}; "
+                        "documents are separated by blank lines and need at least two "
+                        "sentences (lines) for next-sentence pairs")
                 output_bytes = writer.bytes_written
     finally:
         if pool is not None:
@@ -505,8 +507,9 @@ def run(config: PretrainingDataConfig) -> dict:
 
 
 def _define_flags():
-    # Defined on demand (not at import) so that importing this module next to the vendored
-    # original script, which defines the same absl flags, does not clash.
+    # Defined on demand (not at import) so that importing this module next to google-research/bert's
+    # script (loaded from a checkout by benchmarks/original_bert.py), which defines the same absl
+    # flags, does not clash.
     from absl import flags  # pylint: disable=import-outside-toplevel
 
     flags.DEFINE_string("input_file", None, "Input text file(s): comma list of files or globs.")

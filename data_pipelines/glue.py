@@ -185,6 +185,13 @@ def read_tsv_examples(glue_dir: str, task_name: str, split: str) -> list[GlueExa
     if split not in task.tsv_files:
         raise ValueError(f"GLUE {task.name} has no split {split!r}; expected one of {task.splits}.")
     path = os.path.join(glue_dir, task.tsv_folder, task.tsv_files[split])
+    try:
+        return _read_tsv(path, task, split)
+    except UnicodeDecodeError as error:
+        raise storage.not_utf8(path, error) from None
+
+
+def _read_tsv(path: str, task: GlueTask, split: str) -> list[GlueExample]:
     is_test = _is_test_split(split)
     has_header = is_test or task.tsv_train_dev_have_header
     text_a_column, text_b_column = task.tsv_test_text_columns if is_test else task.tsv_text_columns
@@ -194,10 +201,17 @@ def read_tsv_examples(glue_dir: str, task_name: str, split: str) -> list[GlueExa
     with io.StringIO(storage.read_bytes(path).decode("utf-8"), newline="") as tsv_file:
         # GLUE text holds bare quote characters: they are text, never CSV quoting.
         rows = csv.reader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header_width = None
         for line_number, row in enumerate(rows, start=1):
             if has_header and line_number == 1:
+                header_width = len(row)
                 continue
             where = f"{path}, line {line_number}"
+            if header_width is not None and len(row) > header_width:
+                # A tab inside a text field shifts every later column: the label would be read
+                # from the wrong column (the last one, for RTE) and text_b cut.
+                raise ValueError(f"{where}: {len(row)} tab-separated columns, the header has "
+                                 f"{header_width}; a tab inside a text field?")
             needed = max(c for c in (text_a_column, text_b_column) if c is not None)
             if not is_test:
                 needed = max(needed, task.tsv_label_column)

@@ -17,7 +17,7 @@ corpus held as flat arrays so that nothing is copied per token in Python:
 
 The random draws are equal in distribution to the original's, not draw-for-draw identical
 (its single `random.Random` stream cannot be split across processes); the tests compare the
-statistics with the vendored original.
+statistics with the original's, stored in tests/golden/create_pretraining_data.json.
 Shape legend: N instances, S = max_seq_length, P = max_predictions_per_seq, W words.
 """
 

@@ -59,21 +59,24 @@ def read_conll2003(path: str) -> list[NerSentence]:
             words.clear()
             tags.clear()
 
-    with storage.open(path, "r") as conll_file:
-        for line_number, line in enumerate(conll_file, start=1):
-            columns = line.split()
-            if not columns:
-                flush()
-                continue
-            if columns[0] == DOCSTART:
-                flush()  # A document boundary also ends any sentence that lacked a blank line.
-                continue
-            if len(columns) != 4:
-                raise ValueError(
-                    f"{path}, line {line_number}: expected 4 columns (word POS chunk NER), "
-                    f"got {len(columns)}: {line.rstrip()!r}.")
-            words.append(columns[0])
-            tags.append(columns[3])
+    try:
+        text = storage.read_text(path)  # newlines already universal: split on "\n" only
+    except UnicodeDecodeError as error:
+        raise storage.not_utf8(path, error) from None
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        columns = line.split()
+        if not columns:
+            flush()
+            continue
+        if columns[0] == DOCSTART:
+            flush()  # A document boundary also ends any sentence that lacked a blank line.
+            continue
+        if len(columns) != 4:
+            raise ValueError(
+                f"{path}, line {line_number}: expected 4 columns (word POS chunk NER), "
+                f"got {len(columns)}: {line.rstrip()!r}.")
+        words.append(columns[0])
+        tags.append(columns[3])
     flush()
     return sentences
 

@@ -77,7 +77,10 @@ def pretraining_batches(
     """Host-local numpy batches from `spec`, starting at batch `start_step`.
 
     Training streams repeat forever; the eval stream (is_training=False) makes one pass over the
-    eval files in order and is seeded apart from training (seed + 1).
+    eval files in order and is seeded apart from training (seed + 1). `process_index` numbers
+    this host's share (rows [i * B, (i + 1) * B)) of each global batch of
+    B * `process_count` examples; for TFRecord sources the global batches do not depend on
+    process_count, so a run may resume on another topology.
     """
     from data_pipelines import corpora, pretraining_input  # tf.data is imported lazily
 
@@ -92,11 +95,17 @@ def pretraining_batches(
             max_seq_length=spec.max_seq_length,
             max_predictions_per_seq=spec.max_predictions_per_seq,
             dupe_factor=spec.dupe_factor, seed=spec.seed)
-    dataset = pretraining_input.make_pretraining_dataset(
-        files, per_host_batch_size, spec.max_seq_length, spec.max_predictions_per_seq,
-        is_training=is_training, seed=seed, start_step=start_step,
-        process_index=process_index, process_count=process_count)
-    return dataset.as_numpy_iterator()
+    files = pretraining_input.expand_file_patterns(files)
+
+    def make_batches():
+        return pretraining_input.make_pretraining_dataset(
+            files, per_host_batch_size, spec.max_seq_length, spec.max_predictions_per_seq,
+            is_training=is_training, seed=seed, start_step=start_step,
+            process_index=process_index, process_count=process_count).as_numpy_iterator()
+
+    # Built on the first batch, watched: a slow start is reported naming the files, and a
+    # damaged file is named (tf.data gives an offset only).
+    return pretraining_input.named_read_errors(make_batches, files)
 
 
 def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, process_index,

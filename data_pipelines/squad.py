@@ -89,10 +89,58 @@ DocSpan = collections.namedtuple("DocSpan", ["start", "length"])
 
 def load_squad_json(path: str) -> list[dict]:
     """The "data" list of an official SQuAD JSON file."""
-    contents = json.loads(storage.read_text(path))
-    if "data" not in contents:
+    try:
+        contents = json.loads(storage.read_text(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a UTF-8 JSON file ({error})") from None
+    if not isinstance(contents, dict) or "data" not in contents:
         raise ValueError(f"{path}: no 'data' key; is this an official SQuAD JSON file?")
     return contents["data"]
+
+
+def validate_dataset(dataset: Sequence[Mapping], source: str, *, needs_answers: bool,
+                     version_2_with_negative: bool = False) -> None:
+    """Checks the structure of a SQuAD "data" list before anything is trained on it.
+
+    Every paragraph needs a string "context" and a "qas" list; every question an "id" and a
+    "question"; with `needs_answers` (training files, and evaluation files, which are scored)
+    an "answers" list of {"text", "answer_start"} (v2.0: empty for impossible questions).
+    Raises ValueError naming `source`, the question id (or article and paragraph index) and
+    the missing or malformed field.
+    """
+    if not isinstance(dataset, Sequence) or isinstance(dataset, (str, bytes)):
+        raise ValueError(f"{source}: 'data' must be a list of articles")
+    for a, article in enumerate(dataset):
+        paragraphs = article.get("paragraphs") if isinstance(article, Mapping) else None
+        if not isinstance(paragraphs, Sequence):
+            raise ValueError(f"{source}: article {a} has no 'paragraphs' list")
+        for p, paragraph in enumerate(paragraphs):
+            where = f"{source}: article {a}, paragraph {p}"
+            if not isinstance(paragraph, Mapping) or not isinstance(paragraph.get("context"), str):
+                raise ValueError(f"{where} has no 'context' string")
+            if not isinstance(paragraph.get("qas"), Sequence):
+                raise ValueError(f"{where} has no 'qas' list")
+            for q, qa in enumerate(paragraph["qas"]):
+                if not isinstance(qa, Mapping) or "id" not in qa:
+                    raise ValueError(f"{where}, question {q} has no 'id'")
+                name = f"{source}: question {qa['id']!r}"
+                if not isinstance(qa.get("question"), str):
+                    raise ValueError(f"{name} has no 'question' string")
+                if not needs_answers:
+                    continue
+                answers = qa.get("answers")
+                if not isinstance(answers, Sequence):
+                    raise ValueError(f"{name} has no 'answers' list (needed to train on or "
+                                     "score this file)")
+                for answer in answers:
+                    if (not isinstance(answer, Mapping) or not isinstance(answer.get("text"), str)
+                            or not isinstance(answer.get("answer_start"), int)):
+                        raise ValueError(f"{name}: each answer needs 'text' (string) and "
+                                         f"'answer_start' (integer); got {answer!r}")
+                impossible = version_2_with_negative and qa.get("is_impossible", False)
+                if not answers and not impossible:
+                    raise ValueError(f"{name} has an empty 'answers' list and is not marked "
+                                     "is_impossible")
 
 
 def dataset_from_tfds_records(records: Iterable[Mapping]) -> list[dict]:

@@ -242,6 +242,20 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         return reader.read()
 
 
+def not_utf8(path: str | os.PathLike, error: UnicodeDecodeError) -> ValueError:
+    """The error to raise when text read from `path` is not UTF-8: it names the file and the
+    first line that does not decode (text readers decode in chunks, so `error` has no line;
+    the file is read again, which costs nothing on the success path)."""
+    with open(path, "rb") as reader:
+        for number, raw in enumerate(reader, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return ValueError(f"{path}, line {number}: not UTF-8 ({error.reason}); "
+                                  "save the file as UTF-8")
+    return ValueError(f"{path}: not UTF-8 ({error})")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Writes `path` all or nothing: a temporary file beside it, renamed over it on success.

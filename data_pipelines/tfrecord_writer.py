@@ -327,18 +327,26 @@ class RoundRobinTFRecordWriter:
     """Writes framed records to several files, record k going to file k % len(files).
 
     This is the original writer's spreading rule, kept across calls so that the output does not
-    depend on how the records were batched. Files go through the path layer (any scheme) and
-    appear all at once: each is written under a temporary name and renamed on a clean close, so a
-    failed or killed run never leaves a truncated file under an output name.
+    depend on how the records were batched.
+
+    Used as a context manager, the files are written all or nothing (storage.atomic_write):
+    records go to temporary files beside the outputs, renamed over them only when the block
+    ends without an error, so a failed or killed run leaves any previous outputs untouched.
     """
 
     def __init__(self, output_files: list[str]):
         if not output_files:
             raise ValueError("no output file given")
         self.output_files = list(output_files)
+        if len(set(map(storage.absolute, self.output_files))) < len(self.output_files):
+            raise ValueError(f"output files {self.output_files} name the same file twice")
         self._stack = contextlib.ExitStack()
-        self._files = [self._stack.enter_context(storage.atomic_write(path, "wb"))
-                       for path in self.output_files]
+        try:
+            self._files = [self._stack.enter_context(storage.atomic_write(path, "wb"))
+                           for path in self.output_files]
+        except BaseException:
+            self._stack.close()
+            raise
         self.records_written = 0
         self.bytes_written = 0
 
@@ -357,11 +365,13 @@ class RoundRobinTFRecordWriter:
         self.bytes_written += int(framed.size)
 
     def close(self) -> None:
+        """Renames the finished files over the outputs."""
         self._stack.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        # An exception reaches each atomic_write, which then drops its temporary file.
+        # An error in the block reaches every atomic_write, which then removes its temporary
+        # file instead of renaming it: no output is replaced.
         return self._stack.__exit__(*exc_info)

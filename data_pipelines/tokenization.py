@@ -23,7 +23,8 @@ per character, never from changing the result:
   * WordPiece results are cached per word (a bounded dict), and the inner longest-match loop
     starts at the longest vocab entry instead of at the end of the word.
 
-tests/test_tokenization.py checks token-for-token parity with a vendored copy of the original.
+tests/test_tokenization.py checks token-for-token parity with the original's outputs (golden
+fixtures in tests/golden/tokenization.json, written from a google-research/bert checkout).
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, in
                 vocab[line.strip()] = index
     except FileNotFoundError as error:
         raise FileNotFoundError(f"vocab file not found: {vocab_file}") from error
+    except UnicodeDecodeError as error:
+        raise storage.not_utf8(vocab_file, error) from None
     if not vocab:
         raise ValueError(f"vocab file {vocab_file} is empty")
     return vocab

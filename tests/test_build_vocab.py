@@ -1,4 +1,5 @@
-"""Vocab learning (WordPiece and SentencePiece) on real text: the stdlib's docstrings."""
+"""Vocab learning (WordPiece and SentencePiece) on real text: the docstring lines stored in
+tests/golden/tokenization.json."""
 
 import collections
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from data_pipelines import sentencepiece_tokenizer, tokenization
 from data_pipelines import build_vocab
-from tests.reference.stdlib_docstrings import stdlib_docstring_lines
+from tests import golden
 
 TRAIN_LINES = 900
 WORDPIECE_VOCAB_SIZE = 600
@@ -18,7 +19,7 @@ WORDPIECE_VOCAB_SIZE = 600
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    lines = stdlib_docstring_lines()
+    lines = golden.load("tokenization")["inputs"]["lines"]
     directory = tmp_path_factory.mktemp("corpus")
     train_file = directory / "train.txt"
     train_file.write_text("\n".join(lines[:TRAIN_LINES]) + "\n", encoding="utf-8")

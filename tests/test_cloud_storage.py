@@ -236,3 +236,12 @@ def test_the_training_loop_checks_its_workdir_before_anything_else(gcs, tmp_path
     assert blocker.read_text() == "keep me"
     with pytest.raises(storage.StorageError, match="gs://no-such-bucket-here/run"):
         trainer.train(None, config, "gs://no-such-bucket-here/run")
+
+
+def test_the_default_corpus_cache_must_be_local():
+    from data_pipelines import corpora  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(ValueError, match="gs://bucket/run/data must be a local folder.*"
+                       "--config.data.cache_dir"):
+        corpora.prepare_default_pretraining_data("gs://bucket/run/data")
+    assert not os.path.exists("gs:")

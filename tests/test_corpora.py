@@ -120,7 +120,7 @@ def test_default_pretraining_data_is_built_once(tmp_path):
     )
     assert all(os.path.getsize(p) > 0 for p in paths)
     stamps = [os.path.getmtime(p) for p in paths]
-    with open(tmp_path / "manifest.json") as reader:
+    with open(os.path.join(os.path.dirname(paths[0]), "manifest.json")) as reader:
         manifest = json.load(reader)
     assert manifest["summary"]["instances"] > 0
     again = corpora.prepare_default_pretraining_data(
@@ -132,7 +132,7 @@ def test_default_pretraining_data_is_built_once(tmp_path):
         num_workers=1,
     )
     assert again == paths and [os.path.getmtime(p) for p in paths] == stamps
-    corpora.prepare_default_pretraining_data(
+    other = corpora.prepare_default_pretraining_data(
         str(tmp_path),
         max_seq_length=64,
         max_predictions_per_seq=10,
@@ -140,5 +140,9 @@ def test_default_pretraining_data_is_built_once(tmp_path):
         module_names=modules,
         num_workers=1,
     )
-    with open(tmp_path / "manifest.json") as reader:
+    # Other arguments get their own folder: the first set is neither rebuilt nor replaced.
+    assert os.path.dirname(other[0]) != os.path.dirname(paths[0])
+    assert [os.path.getmtime(p) for p in paths] == stamps
+    with open(os.path.join(os.path.dirname(other[0]), "manifest.json")) as reader:
         assert json.load(reader)["arguments"]["dupe_factor"] == 2
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]

@@ -1,14 +1,12 @@
-"""create_pretraining_data against the vendored original google-research/bert script.
+"""create_pretraining_data against google-research/bert's script's outputs (tests/golden).
 
 Our random draws are equal in distribution to the original's but not draw-for-draw (the
 original's single random.Random stream cannot be split over processes), so the oracle tests
-compare statistics on the same tokenised documents with fixed seeds, with tolerances of a
-few standard errors; exact properties (layout, spec, determinism, truncation lengths) are
-compared exactly.
+compare statistics on the same stored corpus with fixed seeds, with tolerances of a few standard
+errors; exact properties (layout, spec, determinism, truncation lengths) are compared exactly.
 """
 
 import collections
-import os
 import random
 import subprocess
 import sys
@@ -22,30 +20,10 @@ from data_pipelines import create_pretraining_data as cpd
 from data_pipelines import features as features_lib
 from data_pipelines import instances as instances_lib
 from data_pipelines import tfrecord_writer
+from tests import golden
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "reference"))
-import original_create_pretraining_data as original  # noqa: E402
-
-MODULES = (
-    "json",
-    "csv",
-    "random",
-    "textwrap",
-    "string",
-    "heapq",
-    "bisect",
-    "shlex",
-    "argparse",
-    "fractions",
-    "statistics",
-    "difflib",
-    "calendar",
-    "gettext",
-    "zipfile",
-    "tarfile",
-    "pathlib",
-    "inspect",
-)
+GOLDEN = golden.load("create_pretraining_data")
+INPUTS, ORIGINAL = GOLDEN["inputs"], GOLDEN["outputs"]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +39,7 @@ def tokenizer(vocab_file):
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("corpus") / "stdlib.txt")
-    counts = corpora.write_documents(corpora.stdlib_docstring_documents(MODULES), path)
+    counts = corpora.write_documents(INPUTS["corpus"], path)
     assert counts["documents"] >= 15
     return path
 
@@ -143,67 +121,58 @@ def test_records_parse_with_original_spec_and_layout(tmp_path, corpus_file, voca
     assert summary["masked_lm_predictions"] == int(records["masked_lm_weights"].sum())
 
 
+def _ratio_and_error(sums, counts):
+    """Mean of a per-instance (or per-document) statistic and its standard error over clusters."""
+    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
+    mean = sums.sum() / counts.sum()
+    return mean, np.sqrt(np.sum((sums - mean * counts) ** 2)) / counts.sum()
+
+
 def test_instance_statistics_match_original(token_documents, tokenizer):
+    settings = INPUTS["settings"]
+    assert len(token_documents) == ORIGINAL["documents"]
     ids_documents = [[tokenizer.convert_tokens_to_ids(s) for s in d] for d in token_documents]
     corpus = instances_lib.TokenizedCorpus.from_documents(ids_documents)
-    vocab_words = list(tokenizer.vocab.keys())
+    vocab_size = len(tokenizer.vocab)
     cls_id, sep_id, mask_id = (tokenizer.vocab[t] for t in ("[CLS]", "[SEP]", "[MASK]"))
     # Per (repeat, document) cluster: the instances of one document share its target length,
-    # so standard errors are computed over clusters, not instances.
-    clusters = {"original": collections.defaultdict(list), "ours": collections.defaultdict(list)}
-    original_kinds = collections.Counter()
+    # so standard errors are computed over clusters, not instances. [sum, instance count].
+    ours = collections.defaultdict(list)
     our_kinds = []
-    for repeat in range(15):
-        original_rng, our_rng = random.Random(repeat), random.Random(1000 + repeat)
+    for repeat in range(settings["repeats"]):
+        our_rng = random.Random(1000 + repeat)
         for index in range(len(token_documents)):
-            produced = original.create_instances_from_document(
-                token_documents, index, 64, 0.1, 0.15, 10, vocab_words, original_rng
-            )
-            clusters["original"]["instances"].append([1.0] * len(produced))
-            clusters["original"]["length"].append([len(x.tokens) for x in produced])
-            clusters["original"]["short"].append([len(x.tokens) < 40 for x in produced])
-            clusters["original"]["random_next"].append([x.is_random_next for x in produced])
-            clusters["original"]["masked"].append([len(x.masked_lm_positions) for x in produced])
-            for instance in produced:
-                for position, label in zip(instance.masked_lm_positions, instance.masked_lm_labels):
-                    token = instance.tokens[position]
-                    original_kinds[
-                        "mask" if token == "[MASK]" else "keep" if token == label else "random"
-                    ] += 1
-            spans = instances_lib.create_instances_from_document(corpus, index, 64, 0.1, our_rng)
-            pairs = instances_lib.assemble_instances(corpus.token_ids, spans, 64, cls_id, sep_id)
+            spans = instances_lib.create_instances_from_document(
+                corpus, index, settings["max_seq_length"], settings["short_seq_prob"], our_rng)
+            pairs = instances_lib.assemble_instances(corpus.token_ids, spans,
+                                                     settings["max_seq_length"], cls_id, sep_id)
             masked = instances_lib.create_masked_lm_predictions(
                 pairs.input_ids,
                 pairs.input_mask,
                 (cls_id, sep_id),
-                0.15,
-                10,
-                np.arange(len(vocab_words)),
+                settings["masked_lm_prob"],
+                settings["max_predictions_per_seq"],
+                np.arange(vocab_size),
                 mask_id,
                 np.random.default_rng([repeat, index]),
             )
             lengths = pairs.input_mask.sum(axis=1)
-            clusters["ours"]["instances"].append([1.0] * len(spans))
-            clusters["ours"]["length"].append(lengths.tolist())
-            clusters["ours"]["short"].append((lengths < 40).tolist())
-            clusters["ours"]["random_next"].append([x.is_random_next for x in spans])
-            clusters["ours"]["masked"].append(masked.masked_lm_weights.sum(axis=1).tolist())
+            count = len(spans)
+            ours["instances"].append([count, 1])
+            ours["length"].append([lengths.sum(), count])
+            ours["short"].append([(lengths < settings["short_length"]).sum(), count])
+            ours["random_next"].append([sum(x.is_random_next for x in spans), count])
+            ours["masked"].append([masked.masked_lm_weights.sum(), count])
             our_kinds.extend(masked.replacement_kind[masked.replacement_kind >= 0].tolist())
 
-    def ratio_and_error(groups, per_document):
-        sums = np.array([np.sum(g, dtype=float) for g in groups])
-        counts = np.array([1.0 if per_document else len(g) for g in groups])
-        mean = sums.sum() / counts.sum()
-        return mean, np.sqrt(np.sum((sums - mean * counts) ** 2)) / counts.sum()
-
     for name in ("instances", "length", "short", "random_next", "masked"):
-        per_document = name == "instances"  # instances per document; the rest per instance
-        a, a_error = ratio_and_error(clusters["original"][name], per_document)
-        b, b_error = ratio_and_error(clusters["ours"][name], per_document)
+        a, a_error = _ratio_and_error(*zip(*ORIGINAL["clusters"][name]))
+        b, b_error = _ratio_and_error(*zip(*ours[name]))
         assert abs(a - b) < 4 * np.hypot(a_error, b_error) + 1e-9, (name, a, b)
-    short_share = ratio_and_error(clusters["ours"]["short"], False)[0]
+    short_share = _ratio_and_error(*zip(*ours["short"]))[0]
     assert 0.02 < short_share < 0.3
-    assert 0.4 < ratio_and_error(clusters["ours"]["random_next"], False)[0] < 0.65
+    assert 0.4 < _ratio_and_error(*zip(*ours["random_next"]))[0] < 0.65
+    original_kinds = ORIGINAL["replacement_kinds"]
     total = sum(original_kinds.values())
     kinds = np.bincount(our_kinds, minlength=3) / len(our_kinds)
     for index, name in enumerate(("mask", "keep", "random")):
@@ -215,20 +184,12 @@ def test_instance_statistics_match_original(token_documents, tokenizer):
 def test_truncation_matches_original_lengths_and_front_back_balance():
     rng = random.Random(0)
     fronts = []
-    for a_length, b_length, limit in [
-        (50, 3, 20),
-        (3, 50, 20),
-        (30, 30, 41),
-        (10, 10, 5),
-        (7, 12, 18),
-        (100, 1, 61),
-    ]:
-        tokens_a, tokens_b = list(range(a_length)), list(range(1000, 1000 + b_length))
-        original.truncate_seq_pair(tokens_a, tokens_b, limit, random.Random(1))
+    cases = zip(INPUTS["truncation_cases"], ORIGINAL["truncated_lengths"], strict=True)
+    for (a_length, b_length, limit), original_kept in cases:
         a_front, a_kept, b_front, b_kept = instances_lib._truncate_seq_pair(
             a_length, b_length, limit, rng
         )
-        assert (a_kept, b_kept) == (len(tokens_a), len(tokens_b))
+        assert [a_kept, b_kept] == original_kept
         for _ in range(200):
             a_front, *_ = instances_lib._truncate_seq_pair(a_length, b_length, limit, rng)
             fronts.append(a_front / max(a_length - a_kept, 1) if a_length > a_kept else 0.5)
@@ -236,16 +197,12 @@ def test_truncation_matches_original_lengths_and_front_back_balance():
 
 
 def test_whole_word_masking_matches_original(tokenizer):
+    whole_word = INPUTS["whole_word"]
     tokens = (
-        ["[CLS]"]
-        + tokenizer.tokenize(
-            "Unaffable characters tokenize into wordpieces; whole word masking keeps them "
-            "together unconditionally."
-        )
-        + ["[SEP]"]
-        + tokenizer.tokenize("##ing pieces after the separator join the previous word.")
-        + ["[SEP]"]
+        ["[CLS]"] + tokenizer.tokenize(whole_word["text_a"]) + ["[SEP]"]
+        + tokenizer.tokenize(whole_word["text_b"]) + ["[SEP]"]
     )
+    assert tokens == ORIGINAL["whole_word_tokens"]
     vocab = tokenizer.vocab
     continuation = np.array([t.startswith("##") for t in vocab], bool)
     words = []  # The original's candidate groups.
@@ -256,20 +213,14 @@ def test_whole_word_masking_matches_original(tokenizer):
             words[-1].append(i)
         else:
             words.append([i])
-    original_counts, rng, vocab_words = collections.Counter(), random.Random(0), list(vocab)
-    for _ in range(3000):
-        _, positions, _ = original.create_masked_lm_predictions(
-            tokens, 0.15, 20, vocab_words, rng, do_whole_word_mask=True
-        )
-        original_counts[len(positions)] += 1
-        assert all(set(w) <= set(positions) or not set(w) & set(positions) for w in words)
-    ids = np.array([tokenizer.convert_tokens_to_ids(tokens)] * 3000)
+    draws = whole_word["draws"]
+    ids = np.array([tokenizer.convert_tokens_to_ids(tokens)] * draws)
     masked = instances_lib.create_masked_lm_predictions(
         ids,
         np.ones_like(ids),
         (vocab["[CLS]"], vocab["[SEP]"]),
-        0.15,
-        20,
+        INPUTS["settings"]["masked_lm_prob"],
+        whole_word["max_predictions_per_seq"],
         np.arange(len(vocab)),
         vocab["[MASK]"],
         np.random.default_rng(0),
@@ -279,8 +230,10 @@ def test_whole_word_masking_matches_original(tokenizer):
     for row in range(200):
         chosen = set(masked.masked_lm_positions[row][masked.masked_lm_weights[row] > 0].tolist())
         assert all(set(w) <= chosen or not set(w) & chosen for w in words)
+    original_counts = {int(k): v for k, v in ORIGINAL["whole_word_masked_counts"].items()}
+    assert sum(original_counts.values()) == draws
     for count in set(original_counts) | set(our_counts):
-        assert abs(original_counts[count] - our_counts[count]) / 3000 < 0.04, count
+        assert abs(original_counts.get(count, 0) - our_counts[count]) / draws < 0.04, count
     # The text puts a "##" piece right after [SEP]: the original joins it to A's last word.
     assert any(len(w) > 1 and tokens[w[-1]].startswith("##") for w in words)
 
@@ -361,12 +314,10 @@ def test_summary_statistics(tmp_path, corpus_file, vocab_file):
 def test_one_sentence_document_is_paired_with_random_next_like_original(
     tmp_path, vocab_file, tokenizer
 ):
+    one_sentence = INPUTS["one_sentence"]
     path = tmp_path / "docs.txt"
-    path.write_text(
-        "Only one sentence here.\n\nFirst of two.\nSecond of two.\n\n"
-        "Another document.\nWith two lines.\n",
-        encoding="utf-8",
-    )
+    path.write_text("\n\n".join("\n".join(d) for d in one_sentence["documents"]) + "\n",
+                    encoding="utf-8")
     documents = [
         [tokenizer.tokenize(line) for line in document]
         for document in cpd.read_documents([str(path)])
@@ -374,15 +325,14 @@ def test_one_sentence_document_is_paired_with_random_next_like_original(
     corpus = instances_lib.TokenizedCorpus.from_documents(
         [[tokenizer.convert_tokens_to_ids(s) for s in d] for d in documents]
     )
-    for seed in range(20):
+    theirs = ORIGINAL["one_sentence_instances"]
+    assert len(theirs) == one_sentence["seeds"]
+    for seed, (count, all_random_next) in enumerate(theirs):
         ours = instances_lib.create_instances_from_document(
             corpus, 0, 128, 0.1, random.Random(seed)
         )
-        theirs = original.create_instances_from_document(
-            documents, 0, 128, 0.1, 0.15, 20, list(tokenizer.vocab), random.Random(seed)
-        )
-        assert len(ours) == len(theirs) == 1
-        assert ours[0].is_random_next and theirs[0].is_random_next
+        assert len(ours) == count == 1
+        assert ours[0].is_random_next and all_random_next
     summary = cpd.run(_config(tmp_path, str(path), vocab_file, dupe_factor=4))
     assert summary["documents"] == 3 and summary["instances"] >= 3 * 4 - 4
 

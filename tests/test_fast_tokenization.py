@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import fast_tokenization, tokenization
-from tests.reference.stdlib_docstrings import stdlib_docstring_lines
+from tests import golden
 
 # Every code point of the BMP, the CJK extension planes and the tag block, each between two
 # letters so that joining, splitting and folding all show.
@@ -21,7 +21,7 @@ def vocab_file():
 
 @pytest.fixture(scope="module")
 def docstring_lines():
-    return stdlib_docstring_lines()
+    return golden.load("tokenization")["inputs"]["lines"]  # real text, stored
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])

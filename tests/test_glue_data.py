@@ -1,4 +1,5 @@
-"""GLUE readers (TSV folders, TFDS), feature conversion against the original, and batching."""
+"""GLUE readers (TSV folders, TFDS), feature conversion against the original's outputs
+(tests/golden/glue_features.json), and batching."""
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from bertjax import metrics
 from data_pipelines import tokenization  # noqa: E402
 from data_pipelines import finetune_input, glue  # noqa: E402
-from tests.reference import original_run_classifier  # noqa: E402
+from tests import golden  # noqa: E402
 
 GLUE_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 
@@ -197,31 +198,34 @@ def test_truncation_pops_the_longer_segment_one_token_at_a_time():
     assert (tokens_a, tokens_b) == (list("abc"), list("xy"))  # Ties pop from B.
 
 
-@pytest.mark.parametrize("max_seq_length", [8, 16, 128])
+GLUE_GOLDEN = golden.load("glue_features")
+
+
+def test_golden_examples_are_the_fixtures():
+    for name, stored in GLUE_GOLDEN["inputs"]["examples"].items():
+        examples = glue.read_tsv_examples(GLUE_DIR, name, "train")
+        assert [[e.guid, e.text_a, e.text_b, e.label] for e in examples] == stored, name
+    assert set(GLUE_GOLDEN["inputs"]["examples"]) == set(glue.TASKS)
+
+
+@pytest.mark.parametrize("max_seq_length", GLUE_GOLDEN["inputs"]["max_seq_lengths"])
 def test_features_match_original_token_by_token(tokenizer, max_seq_length):
-    for task in glue.TASKS.values():
-        for split in ("train",):
-            examples = glue.read_tsv_examples(GLUE_DIR, task.name, split)
-            label_list = task.label_list
-            features = glue.convert_examples_to_features(examples, tokenizer, max_seq_length,
-                                                         label_list)
-            for index, example in enumerate(examples):
-                # The original maps labels through label_list; give regression a 1-label stand-in.
-                original_label_list = label_list if label_list else [example.label]
-                original = original_run_classifier.convert_single_example(
-                    index,
-                    original_run_classifier.InputExample(example.guid, example.text_a,
-                                                         example.text_b, example.label),
-                    original_label_list,
-                    max_seq_length, tokenizer)
-                assert features["input_ids"][index].tolist() == original.input_ids, task.name
-                assert features["input_mask"][index].tolist() == original.input_mask
-                assert features["segment_ids"][index].tolist() == original.segment_ids
-                if label_list:
-                    assert features["label_ids"][index] == original.label_id
-                else:
-                    assert features["label_ids"][index] == pytest.approx(example.label)
-            assert features["example_index"].tolist() == list(range(len(examples)))
+    for task_name, stored in GLUE_GOLDEN["inputs"]["examples"].items():
+        task = glue.TASKS[task_name]
+        examples = [glue.GlueExample(*example) for example in stored]
+        features = glue.convert_examples_to_features(examples, tokenizer, max_seq_length,
+                                                     task.label_list)
+        originals = GLUE_GOLDEN["outputs"][task_name][str(max_seq_length)]
+        assert len(originals) == len(examples) > 0
+        for index, (example, original) in enumerate(zip(examples, originals)):
+            for name in ("input_ids", "input_mask", "segment_ids"):
+                assert features[name][index].tolist() == golden.padded(
+                    original[name], max_seq_length), (task_name, index, name)
+            if task.label_list:
+                assert features["label_ids"][index] == original["label_id"]
+            else:
+                assert features["label_ids"][index] == pytest.approx(float(example.label))
+        assert features["example_index"].tolist() == list(range(len(examples)))
 
 
 def test_features_of_unlabelled_and_regression_examples(tokenizer):

@@ -1,15 +1,14 @@
-"""BERT's optimizers against literal transcriptions of the originals and against torch/HF.
+"""BERT's optimizers against the originals' outputs and against torch/HF.
 
 Oracles:
-  * `OriginalBertOptimizer`: a line-by-line NumPy (float32) transcription of google-research/bert
-    optimization.py (`create_optimizer` + `AdamWeightDecayOptimizer.apply_gradients`).
+  * tests/golden/optimization.json: google-research/bert optimization.py (`create_optimizer`,
+    `AdamWeightDecayOptimizer`) run on stored params and seeded gradients; params at checkpoints.
   * torch.optim.AdamW + torch.nn.utils.clip_grad_norm_ + transformers'
     get_linear_schedule_with_warmup: the Hugging Face fine-tuning recipe.
   * `NumpyLamb`: Algorithm 2 of You et al. 2019 ("Large Batch Optimization for Deep Learning").
 Param trees are hand-built in the layout of bertjax.modeling (see `make_pretraining_params`).
 """
 
-import re
 
 import flax.linen as nn
 import jax
@@ -20,6 +19,8 @@ import pytest
 
 from bertjax import optimizers
 from bertjax.optimizers import param_name
+from tests import golden
+from tests.golden import golden_inputs
 
 NUM_LAYERS = 2
 
@@ -117,72 +118,39 @@ def random_gradients(params, rng, scale):
 GRADIENT_SCALES = (10.0, 1e-3, 1.0)
 
 
-class OriginalBertOptimizer:
-    """NumPy float32 transcription of google-research/bert optimization.py.
+OPTIMIZATION = golden.load("optimization")
 
-    `create_optimizer`: linear-decay + warmup schedule on global_step, tf.clip_by_global_norm to
-    1.0, then `AdamWeightDecayOptimizer.apply_gradients`, then global_step += 1.
-    """
 
-    def __init__(self, init_lr, num_train_steps, num_warmup_steps, weight_decay_rate=0.01,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-                 exclude_from_weight_decay=("LayerNorm", "layer_norm", "bias")):
-        self.init_lr = init_lr
-        self.num_train_steps, self.num_warmup_steps = num_train_steps, num_warmup_steps
-        self.weight_decay_rate = weight_decay_rate
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
-        self.exclude_from_weight_decay = exclude_from_weight_decay
-        self.global_step = 0
-        self.m, self.v = {}, {}
-        self.clipped_steps = 0
+def unflatten(named):
+    """{"a/b/c": leaf} -> {"a": {"b": {"c": leaf}}} (inverse of named_leaves)."""
+    tree = {}
+    for name, leaf in named.items():
+        *parents, key = name.split("/")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = leaf
+    return tree
 
-    def learning_rate(self):
-        f32 = np.float32
-        # tf.train.polynomial_decay(init_lr, global_step, num_train_steps, 0.0, power=1.0)
-        step = min(self.global_step, self.num_train_steps)
-        learning_rate = f32(self.init_lr) * (f32(1) - f32(step) / f32(self.num_train_steps))
-        if self.num_warmup_steps:
-            warmup_percent_done = f32(self.global_step) / f32(self.num_warmup_steps)
-            warmup_learning_rate = f32(self.init_lr) * warmup_percent_done
-            is_warmup = f32(self.global_step < self.num_warmup_steps)
-            learning_rate = (
-                (f32(1.0) - is_warmup) * learning_rate + is_warmup * warmup_learning_rate)
-        return learning_rate
 
-    def _do_use_weight_decay(self, param_name):
-        if not self.weight_decay_rate:
-            return False
-        if self.exclude_from_weight_decay:
-            for r in self.exclude_from_weight_decay:
-                if re.search(r, param_name) is not None:
-                    return False
-        return True
-
-    def apply_gradients(self, grads, params):
-        """grads, params: {name: float32 array}. Returns the new params."""
-        # (grads, _) = tf.clip_by_global_norm(grads, clip_norm=1.0)
-        clip_norm = np.float32(1.0)
-        global_norm = np.sqrt(sum(np.sum(np.square(g), dtype=np.float32) for g in grads.values()))
-        scale = clip_norm * np.minimum(np.float32(1.0) / global_norm, np.float32(1.0) / clip_norm)
-        grads = {name: g * scale for name, g in grads.items()}
-        self.clipped_steps += int(global_norm > clip_norm)
-
-        learning_rate = self.learning_rate()
-        new_params = {}
-        for name, param in params.items():
-            grad = grads[name]
-            m = self.m.get(name, np.zeros_like(param))
-            v = self.v.get(name, np.zeros_like(param))
-            next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-            next_v = self.beta_2 * v + (1.0 - self.beta_2) * np.square(grad)
-            update = next_m / (np.sqrt(next_v) + self.epsilon)
-            if self._do_use_weight_decay(name):
-                update += self.weight_decay_rate * param
-            update_with_lr = learning_rate * update
-            new_params[name] = (param - update_with_lr).astype(np.float32)
-            self.m[name], self.v[name] = next_m.astype(np.float32), next_v.astype(np.float32)
-        self.global_step += 1
-        return new_params
+def golden_case(name, seed):
+    """A stored optimizer case: its initial params (those of make_pretraining_params(seed)), its
+    seeded gradient trees, and the original's params after each checkpoint step."""
+    case = OPTIMIZATION["inputs"][name]
+    initial = golden_inputs.named_arrays(case["params"])
+    made = named_leaves(make_pretraining_params(seed=seed))
+    assert initial.keys() == made.keys()
+    for leaf_name, value in made.items():
+        np.testing.assert_array_equal(initial[leaf_name], value, err_msg=leaf_name)
+    steps = case.get("num_train_steps", case.get("steps"))
+    gradients = [unflatten(g) for g in golden_inputs.seeded_gradients(
+        case["params"], case["gradient_seed"], case["gradient_scales"], steps)]
+    expected = {
+        int(step): {leaf_name: np.asarray(values, np.float32).reshape(initial[leaf_name].shape)
+                    for leaf_name, values in params.items()}
+        for step, params in OPTIMIZATION["outputs"][name]["params"].items()
+    }
+    return unflatten(initial), gradients, expected
 
 
 def run_optax(tx, params, gradients):
@@ -199,9 +167,14 @@ def run_optax(tx, params, gradients):
         yield params
 
 
+def _is_named(tree):
+    return all(isinstance(leaf, np.ndarray) for leaf in tree.values())
+
+
 def assert_trees_close(actual, expected, rtol, atol_fraction, context):
     """Per leaf: |a - e| <= rtol |e| + atol_fraction * max|e| (scale-aware for leaves near 0)."""
-    actual, expected = named_leaves(actual), named_leaves(expected)
+    actual = actual if _is_named(actual) else named_leaves(actual)
+    expected = expected if _is_named(expected) else named_leaves(expected)
     assert actual.keys() == expected.keys()
     for name in expected:
         np.testing.assert_allclose(
@@ -236,26 +209,24 @@ def test_weight_decay_mask_excludes_layer_norm_and_every_bias():
 
 @pytest.mark.parametrize("layout", ["layer_i", "scanned"])
 def test_create_optimizer_matches_original_bert_recipe(layout):
-    """50 steps of the default recipe == the original, with and without active clipping."""
-    init_lr, num_train_steps, num_warmup_steps = 0.01, 50, 5
-    params = make_pretraining_params(seed=1)
-    rng = np.random.default_rng(2)
-    gradients = [
-        random_gradients(params, rng, GRADIENT_SCALES[t % 3]) for t in range(num_train_steps)
-    ]
-    oracle = OriginalBertOptimizer(init_lr, num_train_steps, num_warmup_steps)
-    expected = named_leaves(params)
-
-    tx, lr_fn = optimizers.create_optimizer(init_lr, num_train_steps, num_warmup_steps)
+    """50 steps of the default recipe == the original's (golden), with and without clipping."""
+    case = OPTIMIZATION["inputs"]["recipe"]
+    original = OPTIMIZATION["outputs"]["recipe"]
+    params, gradients, expected = golden_case("recipe", seed=1)
+    tx, lr_fn = optimizers.create_optimizer(case["init_lr"], case["num_train_steps"],
+                                            case["num_warmup_steps"])
     to_layout = stack_layers if layout == "scanned" else (lambda tree: tree)
     from_layout = unstack_layers if layout == "scanned" else (lambda tree: tree)
     actual_steps = run_optax(tx, to_layout(params), [to_layout(g) for g in gradients])
-    for t, (grads, actual) in enumerate(zip(gradients, actual_steps)):
-        np.testing.assert_allclose(float(lr_fn(t)), oracle.learning_rate(), rtol=1e-6, atol=1e-9)
-        expected = oracle.apply_gradients(named_leaves(grads), expected)
-        assert_trees_close(named_leaves(from_layout(actual)), expected, 1e-6, 1e-6, f"step {t}")
+    for t, actual in enumerate(actual_steps):
+        np.testing.assert_allclose(float(lr_fn(t)), original["learning_rates"][t], rtol=1e-6,
+                                   atol=1e-9)
+        if t + 1 in expected:
+            assert_trees_close(named_leaves(from_layout(actual)), expected[t + 1], 1e-6, 1e-6,
+                               f"step {t + 1}")
+    assert sorted(expected) == case["checkpoints"] and max(expected) == t + 1
     # Both regimes were exercised: 2 of every 3 steps clip, the tiny-gradient steps do not.
-    assert oracle.clipped_steps == 33
+    assert original["clipped_steps"] == 33
     # And the params moved well beyond the tolerance.
     moved = named_leaves(from_layout(actual))["bert/embeddings/word_embeddings/embedding"]
     initial = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
@@ -263,17 +234,14 @@ def test_create_optimizer_matches_original_bert_recipe(layout):
 
 
 def test_bert_adam_constant_lr_without_decay_matches_original():
-    params = make_pretraining_params(seed=3)
-    rng = np.random.default_rng(4)
-    gradients = [random_gradients(params, rng, 1e-2) for _ in range(10)]
-    oracle = OriginalBertOptimizer(1e-3, 10, 0, weight_decay_rate=0.0)
-    oracle.learning_rate = lambda: np.float32(1e-3)
-    expected = named_leaves(params)
-    actual_steps = run_optax(optimizers.bert_adam(1e-3, weight_decay_rate=0.0), params, gradients)
-    for t, (grads, actual) in enumerate(zip(gradients, actual_steps)):
-        expected = oracle.apply_gradients(named_leaves(grads), expected)
-        assert_trees_close(actual, expected, 1e-6, 1e-6, f"step {t}")
-    assert oracle.clipped_steps == 0
+    case = OPTIMIZATION["inputs"]["constant"]
+    params, gradients, expected = golden_case("constant", seed=3)
+    actual_steps = run_optax(optimizers.bert_adam(case["learning_rate"], weight_decay_rate=0.0),
+                             params, gradients)
+    for t, actual in enumerate(actual_steps):
+        if t + 1 in expected:
+            assert_trees_close(named_leaves(actual), expected[t + 1], 1e-6, 1e-6, f"step {t + 1}")
+    assert sorted(expected) == case["checkpoints"] and max(expected) == t + 1
 
 
 def test_missing_bias_correction_enlarges_early_steps_by_the_published_factors():

@@ -1,4 +1,5 @@
-"""The TFRecord pretraining reader: spec, exact resume, host sharding and validation."""
+"""The TFRecord pretraining reader: spec, exact resume, topology-independent global batches and
+validation."""
 
 import numpy as np
 import pytest
@@ -86,36 +87,53 @@ def test_start_step_resumes_exactly(record_files):
     assert not np.array_equal(other_seed["input_ids"], full[0]["input_ids"])
 
 
-def _all_ids(dataset):
-    return [tuple(row) for batch in dataset for row in batch["input_ids"].numpy()]
-
-
-def test_hosts_read_disjoint_shards_of_files_or_records(record_files):
-    files, num_records = record_files
-    everything = _all_ids(
+def _global_batches(files, global_batch, process_count, *, is_training, count=None,
+                    start_step=0):
+    """The global batches as the hosts of a process_count-host run see them, rows joined."""
+    per_host = global_batch // process_count
+    streams = [
         pretraining_input.make_pretraining_dataset(
-            list(files), 16, 64, 10, is_training=False, seed=0
-        )
-    )
-    assert len(everything) == num_records
-    for process_count in (2, 4):  # 3 files: by files for 2 hosts, by records for 4 hosts.
-        shards = [
-            _all_ids(
-                pretraining_input.make_pretraining_dataset(
-                    list(files),
-                    16,
-                    64,
-                    10,
-                    is_training=False,
-                    seed=0,
-                    process_index=i,
-                    process_count=process_count,
-                )
-            )
-            for i in range(process_count)
-        ]
-        assert sorted(sum(shards, [])) == sorted(everything)
-        assert all(len(shard) > 0 for shard in shards)
+            list(files), per_host, 64, 10, is_training=is_training, seed=5,
+            start_step=start_step, process_index=i, process_count=process_count)
+        for i in range(process_count)
+    ]
+    host_batches = [_batches(stream, count) if count else
+                    [{k: v.numpy() for k, v in b.items()} for b in stream] for stream in streams]
+    return [{name: np.concatenate([hosts[k][name] for hosts in host_batches])
+             for name in host_batches[0][k]} for k in range(len(host_batches[0]))]
+
+
+@pytest.mark.parametrize("is_training", [True, False])
+def test_global_batches_do_not_depend_on_the_number_of_hosts(record_files, is_training):
+    files, num_records = record_files
+    count = 4 if is_training else None
+    one_host = _global_batches(files, 16, 1, is_training=is_training, count=count)
+    if not is_training:  # one pass, the partial last global batch dropped
+        assert len(one_host) == num_records // 16
+    for process_count in (2, 4):
+        hosts = _global_batches(files, 16, process_count, is_training=is_training, count=count)
+        assert len(hosts) == len(one_host)
+        for ours, reference in zip(hosts, one_host):
+            for name in reference:
+                np.testing.assert_array_equal(ours[name], reference[name], err_msg=name)
+    # Each host parses distinct rows: the shares of one global batch differ.
+    halves = _global_batches(files, 16, 2, is_training=is_training, count=1)[0]["input_ids"]
+    assert not np.array_equal(halves[:8], halves[8:])
+
+
+def test_resume_on_another_topology(record_files):
+    files, _ = record_files
+    one_host = _global_batches(files, 8, 1, is_training=True, count=6)
+    resumed_on_two = _global_batches(files, 8, 2, is_training=True, count=3, start_step=3)
+    for k, batch in enumerate(resumed_on_two):
+        np.testing.assert_array_equal(batch["input_ids"], one_host[3 + k]["input_ids"])
+
+
+def test_process_index_out_of_range_is_refused(record_files):
+    files, _ = record_files
+    with pytest.raises(ValueError, match=r"process_index=2 is not in \[0, 2\)"):
+        pretraining_input.make_pretraining_dataset(
+            list(files), 4, 64, 10, is_training=True, seed=0, process_index=2, process_count=2)
 
 
 def test_bad_records_fail_naming_file_and_feature(record_files):

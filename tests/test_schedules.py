@@ -1,4 +1,4 @@
-"""Learning-rate schedules, every step against the original's formula and HF's scheduler."""
+"""Learning-rate schedules, every step against the original's (tests/golden) and HF's scheduler."""
 
 import jax
 import jax.numpy as jnp
@@ -6,34 +6,22 @@ import numpy as np
 import pytest
 
 from bertjax import schedules
+from tests import golden
 
 
-def original_bert_learning_rate(init_lr, num_train_steps, num_warmup_steps, global_step):
-    """Literal NumPy (float32) transcription of google-research/bert create_optimizer's schedule."""
-    f32 = np.float32
-    learning_rate = f32(init_lr)
-    # tf.train.polynomial_decay(lr, global_step, num_train_steps, end_learning_rate=0.0,
-    #                           power=1.0, cycle=False)
-    step = min(global_step, num_train_steps)
-    learning_rate = (learning_rate - f32(0.0)) * (f32(1) - f32(step) / f32(num_train_steps)) ** f32(
-        1.0
-    ) + f32(0.0)
-    if num_warmup_steps:
-        global_steps_float = f32(global_step)
-        warmup_steps_float = f32(num_warmup_steps)
-        warmup_percent_done = global_steps_float / warmup_steps_float
-        warmup_learning_rate = f32(init_lr) * warmup_percent_done
-        is_warmup = f32(global_step < num_warmup_steps)
-        learning_rate = (f32(1.0) - is_warmup) * learning_rate + is_warmup * warmup_learning_rate
-    return learning_rate
+SCHEDULES = golden.load("optimization")
 
 
-@pytest.mark.parametrize("num_train_steps,num_warmup_steps", [(100, 10), (37, 5), (20, 0), (8, 8)])
-def test_bert_schedule_matches_original_at_every_step(num_train_steps, num_warmup_steps):
-    init_lr = 1e-4
+@pytest.mark.parametrize("config_index", range(4))
+def test_bert_schedule_matches_original_at_every_step(config_index):
+    """create_optimizer's learning rate, read from the original's graph at every step (golden)."""
+    inputs = SCHEDULES["inputs"]["schedules"]
+    num_train_steps, num_warmup_steps = inputs["configs"][config_index]
+    expected_rates = SCHEDULES["outputs"]["schedules"][config_index]
+    assert len(expected_rates) == num_train_steps + inputs["extra_steps"]
+    init_lr = inputs["init_lr"]
     lr_fn = jax.jit(schedules.bert_schedule(init_lr, num_train_steps, num_warmup_steps))
-    for step in range(num_train_steps + 5):
-        expected = original_bert_learning_rate(init_lr, num_train_steps, num_warmup_steps, step)
+    for step, expected in enumerate(expected_rates):
         got = float(lr_fn(jnp.int32(step)))
         # atol relative to init_lr: XLA may divide by T as a multiply by 1/T, and 1 - t/T cancels
         # near the end of the decay, so the last steps agree to float32 eps of init_lr.

@@ -1,5 +1,5 @@
-"""SQuAD reading and windowed features against the original run_squad.py; window edges; TFDS."""
-import copy
+"""SQuAD reading and windowed features against the original run_squad.py's outputs
+(tests/golden/squad_features.json); window edges; TFDS."""
 import json
 import os
 
@@ -14,7 +14,7 @@ from tensorflow_datasets.question_answering import qa_utils  # noqa: E402
 
 from data_pipelines import tokenization  # noqa: E402
 from data_pipelines import squad  # noqa: E402
-from tests.reference import original_run_squad  # noqa: E402
+from tests import golden  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "squad")
 V1_FILE = os.path.join(FIXTURES, "tiny-v1.1.json")
@@ -26,24 +26,15 @@ def tokenizer():
     return tokenization.FullTokenizer(tokenization.bundled_uncased_vocab_file(), do_lower_case=True)
 
 
-@pytest.fixture
-def original_flags():
-    saved = copy.copy(original_run_squad.FLAGS)
-    yield original_run_squad.FLAGS
-    original_run_squad.FLAGS = saved
+GOLDEN = golden.load("squad_features")
+VERSIONS = {"v1.1": (V1_FILE, False), "v2.0": (V2_FILE, True)}
 
 
-def _original_examples(path, is_training, version_2, flags):
-    flags.version_2_with_negative = version_2
-    return original_run_squad.read_squad_examples(path, is_training)
-
-
-def _original_features(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
-                       is_training):
-    features = []
-    original_run_squad.convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
-                                                    max_query_length, is_training, features.append)
-    return features
+@pytest.fixture(scope="module")
+def vocab_tokens():
+    """Vocab entries in id order, read straight from the file (tokens of golden input_ids)."""
+    with open(tokenization.bundled_uncased_vocab_file(), encoding="utf-8") as vocab_file:
+        return [line.strip() for line in vocab_file]
 
 
 def test_split_paragraph_handles_tabs_double_spaces_and_narrow_nbsp():
@@ -60,57 +51,63 @@ def test_split_paragraph_handles_tabs_double_spaces_and_narrow_nbsp():
     assert char_to_word_offset[context.index("\u202f")] == 10
 
 
-@pytest.mark.parametrize("path,version_2", [(V1_FILE, False), (V2_FILE, True)])
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_golden_datasets_are_the_fixtures(version):
+    assert GOLDEN["inputs"]["datasets"][version] == squad.load_squad_json(VERSIONS[version][0])
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
 @pytest.mark.parametrize("is_training", [True, False])
-def test_examples_match_original(path, version_2, is_training, original_flags):
-    ours = squad.read_squad_examples(squad.load_squad_json(path), is_training, version_2)
-    original = _original_examples(path, is_training, version_2, original_flags)
+def test_examples_match_original(version, is_training):
+    ours = squad.read_squad_examples(GOLDEN["inputs"]["datasets"][version], is_training,
+                                     VERSIONS[version][1])
+    original = GOLDEN["outputs"]["examples"][f"{version}/{'train' if is_training else 'predict'}"]
     assert len(ours) == len(original) > 0
     for mine, theirs in zip(ours, original):
-        assert (mine.qas_id, mine.question_text, mine.doc_tokens, mine.orig_answer_text,
-                mine.start_position, mine.end_position,
-                mine.is_impossible) == (theirs.qas_id, theirs.question_text, theirs.doc_tokens,
-                                        theirs.orig_answer_text, theirs.start_position,
-                                        theirs.end_position, theirs.is_impossible)
+        assert [mine.qas_id, mine.question_text, mine.doc_tokens, mine.orig_answer_text,
+                mine.start_position, mine.end_position, mine.is_impossible] == theirs
 
 
 @pytest.mark.parametrize("max_seq_length,doc_stride,max_query_length", [(384, 128, 64),
                                                                         (32, 8, 6), (24, 5, 64),
                                                                         (40, 16, 3)])
-@pytest.mark.parametrize("path,version_2", [(V1_FILE, False), (V2_FILE, True)])
+@pytest.mark.parametrize("version", list(VERSIONS))
 @pytest.mark.parametrize("is_training", [True, False])
-def test_features_match_original_field_by_field(tokenizer, original_flags, path, version_2,
-                                                is_training, max_seq_length, doc_stride,
-                                                max_query_length):
+def test_features_match_original_field_by_field(tokenizer, vocab_tokens, version, is_training,
+                                                max_seq_length, doc_stride, max_query_length):
     if max_seq_length <= max_query_length + 3:
         with pytest.raises(ValueError, match="must be greater than max_query_length"):
             squad.convert_examples_to_features([], tokenizer, max_seq_length, doc_stride,
                                                max_query_length, is_training)
         return
-    examples = squad.read_squad_examples(squad.load_squad_json(path), is_training, version_2)
+    examples = squad.read_squad_examples(GOLDEN["inputs"]["datasets"][version], is_training,
+                                         VERSIONS[version][1])
     arrays, features = squad.convert_examples_to_features(examples, tokenizer, max_seq_length,
                                                           doc_stride, max_query_length,
                                                           is_training)
-    original = _original_features(_original_examples(path, is_training, version_2, original_flags),
-                                  tokenizer, max_seq_length, doc_stride, max_query_length,
-                                  is_training)
+    key = (f"{version}/{'train' if is_training else 'predict'}/"
+           f"{max_seq_length}-{doc_stride}-{max_query_length}")
+    original = GOLDEN["outputs"]["features"][key]
     assert len(features) == len(original) == arrays["input_ids"].shape[0]
     for row, (mine, theirs) in enumerate(zip(features, original)):
-        assert mine.unique_id == theirs.unique_id == arrays["unique_ids"][row]
-        assert mine.example_index == theirs.example_index == arrays["example_index"][row]
-        assert mine.doc_span_index == theirs.doc_span_index
-        assert mine.tokens == theirs.tokens
-        assert mine.token_to_orig_map == theirs.token_to_orig_map
-        assert mine.token_is_max_context == theirs.token_is_max_context
-        assert arrays["input_ids"][row].tolist() == theirs.input_ids
-        assert arrays["input_mask"][row].tolist() == theirs.input_mask
-        assert arrays["segment_ids"][row].tolist() == theirs.segment_ids
-        assert mine.start_position == theirs.start_position
-        assert mine.end_position == theirs.end_position
+        input_ids = golden.padded(theirs["input_ids"], max_seq_length)
+        assert mine.unique_id == theirs["unique_id"] == arrays["unique_ids"][row]
+        assert mine.example_index == theirs["example_index"] == arrays["example_index"][row]
+        assert mine.doc_span_index == theirs["doc_span_index"]
+        assert mine.tokens == [vocab_tokens[i] for i in input_ids[:theirs["num_tokens"]]]
+        assert mine.token_to_orig_map == golden.expand_position_map(theirs["token_to_orig_map"])
+        first, runs = theirs["token_is_max_context"]
+        assert mine.token_is_max_context == golden.expand_position_map(
+            [first, golden.expand_runs(runs)])
+        assert arrays["input_ids"][row].tolist() == input_ids
+        assert arrays["input_mask"][row].tolist() == golden.expand_runs(theirs["input_mask"])
+        assert arrays["segment_ids"][row].tolist() == golden.expand_runs(theirs["segment_ids"])
+        assert mine.start_position == theirs["start_position"]
+        assert mine.end_position == theirs["end_position"]
         if is_training:
-            assert arrays["start_positions"][row] == theirs.start_position
-            assert arrays["end_positions"][row] == theirs.end_position
-            assert arrays["is_impossible"][row] == int(theirs.is_impossible)
+            assert arrays["start_positions"][row] == theirs["start_position"]
+            assert arrays["end_positions"][row] == theirs["end_position"]
+            assert arrays["is_impossible"][row] == int(theirs["is_impossible"])
     assert ("start_positions" in arrays) == is_training
 
 
@@ -195,14 +192,14 @@ def test_bad_training_data_raises_with_question_id():
         squad.read_squad_examples(data, True, True)
 
 
-def test_unrecoverable_answer_is_skipped_as_in_original(original_flags):
+def test_unrecoverable_answer_is_skipped_as_in_original():
+    unrecoverable = GOLDEN["inputs"]["unrecoverable"]
     data = squad.load_squad_json(V1_FILE)
     qa = data[0]["paragraphs"][0]["qas"][0]
-    qa["answers"][0]["text"] = "1895!"  # The words at that offset do not contain this text.
+    assert qa["id"] == unrecoverable["qas_id"] == "q-born"
+    qa["answers"][0]["text"] = unrecoverable["answer_text"]  # Not the words at that offset.
     ours = squad.read_squad_examples(data, True, False)
-    original_flags.version_2_with_negative = False
-    original = original_run_squad.read_squad_examples(copy.deepcopy(data), True)
-    assert [e.qas_id for e in ours] == [e.qas_id for e in original]
+    assert [e.qas_id for e in ours] == GOLDEN["outputs"]["unrecoverable_qas_ids"]
     assert "q-born" not in [e.qas_id for e in ours]
 
 

@@ -1,6 +1,5 @@
-"""SQuAD post-processing: gold answers from synthetic logits, and parity with the original."""
-import copy
-import json
+"""SQuAD post-processing: gold answers from synthetic logits, and parity with the original's
+write_predictions and get_final_text (tests/golden/squad_predictions.json, squad_features.json)."""
 import os
 
 import numpy as np
@@ -9,7 +8,8 @@ import pytest
 from bertjax import metrics, squad_postprocess
 from data_pipelines import tokenization
 from data_pipelines import squad
-from tests.reference import original_run_squad
+from tests import golden
+from tests.golden import golden_inputs
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "squad")
 V1_FILE = os.path.join(FIXTURES, "tiny-v1.1.json")
@@ -21,11 +21,8 @@ def tokenizer():
     return tokenization.FullTokenizer(tokenization.bundled_uncased_vocab_file(), do_lower_case=True)
 
 
-@pytest.fixture
-def original_flags():
-    saved = copy.copy(original_run_squad.FLAGS)
-    yield original_run_squad.FLAGS
-    original_run_squad.FLAGS = saved
+FINAL_TEXT = golden.load("squad_features")
+PREDICTIONS = golden.load("squad_predictions")
 
 
 @pytest.mark.parametrize("pred_text,orig_text,expected", [
@@ -38,7 +35,9 @@ def original_flags():
 ])
 def test_get_final_text_projects_back_to_original_characters(pred_text, orig_text, expected):
     assert squad_postprocess.get_final_text(pred_text, orig_text, do_lower_case=True) == expected
-    assert original_run_squad.get_final_text(pred_text, orig_text, True) == expected
+    original = dict(zip(map(tuple, FINAL_TEXT["inputs"]["final_text"]),
+                        FINAL_TEXT["outputs"]["final_text"]))
+    assert original[(pred_text, orig_text)] == expected
 
 
 def _gold_logits(arrays, train_features, seq_length, impossible_ids, examples, rng):
@@ -114,56 +113,38 @@ def test_synthetic_logits_v2_predict_null_for_impossible_questions(tokenizer):
     assert all(lenient.predictions[qid] for qid in impossible)
 
 
-@pytest.mark.parametrize("version_2", [False, True])
-@pytest.mark.parametrize("max_seq_length,doc_stride,n_best_size,max_answer_length",
-                         [(32, 8, 20, 30), (48, 12, 8, 6), (384, 128, 20, 30)])
-def test_random_logits_match_original_write_predictions(tokenizer, original_flags, tmp_path,
-                                                        version_2, max_seq_length, doc_stride,
-                                                        n_best_size, max_answer_length):
-    path = V2_FILE if version_2 else V1_FILE
-    examples = squad.read_squad_examples(squad.load_squad_json(path), False, version_2)
-    arrays, features = squad.convert_examples_to_features(examples, tokenizer, max_seq_length,
-                                                          doc_stride, 16)
-    rng = np.random.default_rng(max_seq_length + n_best_size)
-    # A trained model scores padding low; without that, the top-n of random logits at S=384 is
-    # mostly padding, no span is valid, and the original crashes on v2.0 (best_non_null is None).
-    padding_penalty = 20.0 * (1 - arrays["input_mask"])
-    shape = arrays["input_ids"].shape
-    start_logits = (rng.normal(0, 3, shape) - padding_penalty).astype(np.float32)
-    end_logits = (rng.normal(0, 3, shape) - padding_penalty).astype(np.float32)
+@pytest.mark.parametrize("index", range(len(PREDICTIONS["inputs"]["cases"])),
+                         ids=lambda i: "{version}-{max_seq_length}-{n_best_size}".format(
+                             **PREDICTIONS["inputs"]["cases"][i]))
+def test_random_logits_match_original_write_predictions(tokenizer, index):
+    inputs = PREDICTIONS["inputs"]
+    case, original = inputs["cases"][index], PREDICTIONS["outputs"][index]
+    version_2 = case["version"] == "v2.0"
+    examples = squad.read_squad_examples(squad.load_squad_json(V2_FILE if version_2 else V1_FILE),
+                                         False, version_2)
+    arrays, features = squad.convert_examples_to_features(
+        examples, tokenizer, case["max_seq_length"], case["doc_stride"], inputs["max_query_length"])
+    start_logits, end_logits = golden_inputs.seeded_logits(case["seed"], arrays["input_mask"])
+    assert list(start_logits.shape) == original["logits_shape"]
+    assert [start_logits.astype(np.float64).sum(), end_logits.astype(np.float64).sum()] == (
+        pytest.approx(original["logits_sums"], rel=1e-9)), "numpy's seeded normals changed"
     result = squad_postprocess.compute_predictions(
         examples, features, arrays["unique_ids"], start_logits, end_logits,
-        n_best_size=n_best_size, max_answer_length=max_answer_length,
-        version_2_with_negative=version_2, null_score_diff_threshold=0.5)
-
-    original_flags.version_2_with_negative = version_2
-    original_flags.null_score_diff_threshold = 0.5
-    original_examples = original_run_squad.read_squad_examples(path, False)
-    original_features = []
-    original_run_squad.convert_examples_to_features(original_examples, tokenizer, max_seq_length,
-                                                    doc_stride, 16, False, original_features.append)
-    raw_results = [
-        original_run_squad.RawResult(int(unique_id), [float(x) for x in start.flat],
-                                     [float(x) for x in end.flat])
-        for unique_id, start, end in zip(arrays["unique_ids"], start_logits, end_logits)
-    ]
-    files = [str(tmp_path / name) for name in ("predictions.json", "nbest.json", "null.json")]
-    original_run_squad.write_predictions(original_examples, original_features, raw_results,
-                                         n_best_size, max_answer_length, True, *files)
-    with open(files[0]) as f:
-        assert result.predictions == json.load(f)
-    with open(files[1]) as f:
-        original_nbest = json.load(f)
-    assert list(result.nbest) == list(original_nbest)
-    for qid, entries in original_nbest.items():
+        n_best_size=case["n_best_size"], max_answer_length=case["max_answer_length"],
+        version_2_with_negative=version_2,
+        null_score_diff_threshold=inputs["null_score_diff_threshold"])
+    assert result.predictions == original["predictions"]
+    assert list(result.nbest) == list(original["nbest"])
+    for qid, entries in original["nbest"].items():
         assert [e["text"] for e in result.nbest[qid]] == [e["text"] for e in entries]
         for ours, theirs in zip(result.nbest[qid], entries):
             assert ours["probability"] == pytest.approx(theirs["probability"], rel=1e-12)
             assert ours["start_logit"] == theirs["start_logit"]
             assert ours["end_logit"] == theirs["end_logit"]
     if version_2:
-        with open(files[2]) as f:
-            assert result.null_odds == pytest.approx(json.load(f), rel=1e-12)
+        assert result.null_odds == pytest.approx(original["null_odds"], rel=1e-12)
+    else:
+        assert original["null_odds"] is None
 
 
 def test_padding_rows_are_ignored_and_missing_logits_raise(tokenizer):

@@ -1,103 +1,85 @@
-"""data_pipelines.tokenization against the vendored original google-research/bert tokenizer (the oracle)."""
+"""data_pipelines.tokenization against google-research/bert's tokenizer's outputs (tests/golden)."""
 
 import collections
+import unicodedata
 
 import pytest
 
 from data_pipelines import tokenization
-from tests.reference import original_tokenization
-from tests.reference.stdlib_docstrings import stdlib_docstring_lines
+from tests import golden
 
-UNICODE_EDGE_CASES = [
-    # accents, precomposed and decomposed
-    "café naïve Å Ångström résumé façade", "cafe\u0301 A\u030a", "ÉCOLE Über STRASSE straße",
-    # CJK ideographs (spaced), Japanese kana and Korean Hangul (not spaced)
-    "中文字符", "日本語のテキスト", "한국어 텍스트", "mixed中文and English", "𠀀𪜀 豈",
-    # control characters, NUL, replacement character
-    "a\x00b", "a\ufffdb", "bell\x07char", "vt\x0bff\x0cfs\x1cend", "del\x7fete", "nel\x85line",
-    # zero-width and format characters (category Cf: dropped, joining their neighbours)
-    "zero\u200bwidth", "joiner\u200dhere", "\ufeffbom", "soft\u00adhyphen", "rtl\u202emark",
-    # emoji (So category: not punctuation, usually [UNK]) and ZWJ sequences
-    "I ❤️ 🐍 Python 👩‍💻!", "🇫🇷 flag",
-    # combining marks alone and stacked
-    "\u0301", "a\u0301\u0302\u0303", "x \u0308 y",
-    # RTL text
-    "مرحبا بالعالم", "שלום עולם", "(مرحبا)",
-    # Unicode punctuation, symbols, spaces and line separators
-    "“quoted” — dash – en… ellipsis «guillemets» ¿qué? ¡sí!", "$5 ^caret^ `tick` ~tilde~",
-    "non\u00a0breaking\u2003em\u3000ideographic", "line\u2028sep\u2029para",
-    # letters that compatibility-fold elsewhere
-    "ſtraße Ⅻ ﬁne ℌ ① ²", "Σίσυφος ΟΔΟΣ", "İstanbul",
-    # very long words, and the max_input_chars_per_word boundary
-    "a" * 150, "a" * 200, "a" * 201, "supercalifragilistic" * 12,
-    # empty and whitespace-only, tabs and newlines
-    "", " ", "\t\n\r ", "tabs\tand\nnewlines\r\nhere",
-    # bytes input, decoded as UTF-8 dropping bad bytes
-    b"bytes caf\xc3\xa9 \xff bad",
-]
+GOLDEN = golden.load("tokenization")
+CASINGS = {"uncased": True, "cased": False}
+LINES = GOLDEN["inputs"]["lines"]
+EDGE_CASES = [golden.decode_text(text) for text in GOLDEN["inputs"]["edge_cases"]]
 
 
 @pytest.fixture(scope="module")
 def vocab_file():
-    return tokenization.bundled_uncased_vocab_file()
+    vocab_file = tokenization.bundled_uncased_vocab_file()
+    assert golden.file_sha256(vocab_file) == GOLDEN["vocab_sha256"], (
+        f"{vocab_file} is not the vocab the goldens were made with; regenerate: "
+        f"{golden.REGENERATE}")
+    return vocab_file
 
 
-@pytest.fixture(scope="module")
-def docstring_lines():
-    return stdlib_docstring_lines()
-
-
-@pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])
-def tokenizer_pair(request, vocab_file):
-    do_lower_case = request.param
-    return (
-        tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case),
-        original_tokenization.FullTokenizer(str(vocab_file), do_lower_case=do_lower_case),
-    )
+@pytest.fixture(scope="module", params=list(CASINGS))
+def casing(request, vocab_file):
+    """(our tokenizer, the original's outputs) for one casing."""
+    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=CASINGS[request.param])
+    return tokenizer, GOLDEN["outputs"][request.param]
 
 
 def test_load_vocab_matches_original(vocab_file):
     vocab = tokenization.load_vocab(vocab_file)
     assert isinstance(vocab, collections.OrderedDict)
-    assert vocab == original_tokenization.load_vocab(str(vocab_file))
-    assert len(vocab) == 30522
+    assert len(vocab) == GOLDEN["outputs"]["vocab"]["size"] == 30522
+    assert golden.digest(list(vocab.items())) == GOLDEN["outputs"]["vocab"]["digest"]
     assert [vocab[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 100, 101, 102, 103]
 
 
-def test_every_docstring_line_matches_original(tokenizer_pair, docstring_lines):
-    ours, original = tokenizer_pair
-    assert len(docstring_lines) > 2000
+def test_every_stored_line_matches_original(casing):
+    ours, original = casing
+    assert len(LINES) > 2000 and any(not line.isascii() for line in LINES)
     mismatches = [
-        (line, ours.tokenize(line), original.tokenize(line))
-        for line in docstring_lines
-        if ours.tokenize(line) != original.tokenize(line)
+        (line, ours.tokenize(line), golden.split_tokens(expected))
+        for line, expected in zip(LINES, original["lines"], strict=True)
+        if ours.tokenize(line) != golden.split_tokens(expected)
     ]
     assert not mismatches, mismatches[:3]
 
 
-def test_batch_matches_single_lines(tokenizer_pair, docstring_lines):
-    ours, _ = tokenizer_pair
-    sample = docstring_lines[:200]
+def test_batch_matches_single_lines(casing):
+    ours, _ = casing
+    sample = LINES[:200]
     assert ours.tokenize_batch(sample) == [ours.tokenize(line) for line in sample]
 
 
-@pytest.mark.parametrize("text", UNICODE_EDGE_CASES, ids=lambda t: repr(t)[:30])
-def test_unicode_edge_cases_match_original(tokenizer_pair, text):
-    ours, original = tokenizer_pair
-    assert ours.tokenize(text) == original.tokenize(text)
-    assert ours.basic_tokenizer.tokenize(text) == original.basic_tokenizer.tokenize(text)
+@pytest.mark.parametrize("index", range(len(EDGE_CASES)), ids=lambda i: repr(EDGE_CASES[i])[:30])
+def test_unicode_edge_cases_match_original(casing, index):
+    ours, original = casing
+    text = EDGE_CASES[index]
+    assert ours.tokenize(text) == original["edge_cases"][index]
+    assert ours.basic_tokenizer.tokenize(text) == original["edge_cases_basic"][index]
 
 
-def test_every_character_class_matches_original():
+@pytest.mark.parametrize("casing_name", list(CASINGS))
+def test_every_character_class_matches_original(casing_name):
     """Each code point of the BMP, the CJK extension planes and the tag block, between letters."""
-    ours = tokenization.BasicTokenizer(do_lower_case=True)
-    original = original_tokenization.BasicTokenizer(do_lower_case=True)
-    code_points = [*range(1, 0xD800), *range(0xE000, 0x30000), *range(0xE0000, 0xE0080)]
-    text = " ".join(f"x{chr(cp)}y" for cp in code_points)
-    assert ours.tokenize(text) == original.tokenize(text)
-    cased_ours = tokenization.BasicTokenizer(do_lower_case=False)
-    cased_original = original_tokenization.BasicTokenizer(do_lower_case=False)
-    assert cased_ours.tokenize(text) == cased_original.tokenize(text)
+    if unicodedata.unidata_version != GOLDEN["source"]["unidata_version"]:
+        pytest.skip(f"the goldens hold Unicode {GOLDEN['source']['unidata_version']} behaviour; "
+                    f"this Python has Unicode {unicodedata.unidata_version}")
+    ours = tokenization.BasicTokenizer(do_lower_case=CASINGS[casing_name])
+    expected = GOLDEN["outputs"][casing_name]["code_point_blocks"]
+    blocks = golden.code_point_blocks()
+    assert len(blocks) == len(expected)
+    differing = [
+        f"U+{first:04X}..U+{last:04X}"
+        for block, (first, last, digest) in zip(blocks, expected)
+        if (block[0], block[-1]) != (first, last)
+        or golden.digest(ours.tokenize(golden.code_point_text(block))) != digest
+    ]
+    assert not differing, f"tokens differ from the original's in blocks {differing}"
 
 
 def test_known_tokenizations(vocab_file):

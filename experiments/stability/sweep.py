@@ -234,13 +234,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
 def main(argv):
     del argv
     from absl import flags  # pylint: disable=import-outside-toplevel
+    from bertjax import launch  # pylint: disable=import-outside-toplevel
     logging.getLogger().setLevel(logging.INFO)
+    launch.initialize()
     run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
     from absl import app, flags
     from ml_collections import config_flags
+
+    from bertjax import launch  # noqa: F401  (defines the multi-host flags)
     config_flags.DEFINE_config_file("config", None, "Stability sweep config file.")
     flags.DEFINE_string("workdir", None, "Where the per-arm JSON files go.")
     flags.mark_flags_as_required(["config", "workdir"])
