@@ -38,7 +38,6 @@ CLI: python -m bertjax.convert --from=hf|tf|bertjax --to=hf|tf|bertjax --input=.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from typing import Any, Sequence

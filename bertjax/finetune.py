@@ -32,7 +32,7 @@ from bertjax import (finetune_data, flops, modeling, optimizers, pretrained, rei
                      tasks, train_step, trainer)
 from bertjax.config import BertConfig
 from bertjax.train import bert_config_from, export_params
-from data_pipelines import finetune_input, storage, tokenization
+from data_pipelines import finetune_input, storage, tokenization, tokenizers
 
 # Fields of config.model that may override a checkpoint's config (everything but architecture).
 _RUNTIME_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dtype", "param_dtype",
@@ -121,7 +121,8 @@ def _pad_to(array: np.ndarray, length: int) -> np.ndarray:
 def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
     """The fine-tuning run of `config` as a trainer.Program."""
     bert_config, source, vocab_file = load_encoder(config)
-    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.data.do_lower_case)
+    tokenizer = tokenizers.from_data_config(config.data, vocab_file)
+    tokenizers.check_vocab_size(tokenizer, bert_config.vocab_size)
     data = finetune_data.prepare(config, bert_config, tokenizer)
     task = data.task
     mesh = sharding.create_mesh(dict(config.mesh))

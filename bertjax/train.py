@@ -61,6 +61,11 @@ def pretraining_batches(config: ml_collections.ConfigDict, workdir: str, rows: s
 def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
     """The pretraining run of `config` as a trainer.Program."""
     bert_config = bert_config_from(config.model)
+    if config.data.get("source") in ("dynamic", "default_corpus"):  # ids made from text here
+        from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
+
+        tokenizers.check_vocab_size(tokenizers.from_data_config(config.data),
+                                    bert_config.vocab_size)
     model = modeling.BertForPreTraining(bert_config)
     mesh = sharding.create_mesh(dict(config.mesh))
     sharding.per_host_batch_size(config.batch_size, mesh)  # checks the batch divides evenly

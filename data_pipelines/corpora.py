@@ -336,6 +336,11 @@ def prepare_default_pretraining_data(
     seed: int = 12345,
     num_workers: int = 0,
     module_names: tuple[str, ...] | None = None,
+    tokenizer: str = "wordpiece",
+    spm_model_file: str = "",
+    do_whole_word_mask: bool = False,
+    masked_lm_prob: float = 0.15,
+    short_seq_prob: float = 0.1,
 ) -> list[str]:
     """The default tiny pretraining data (stdlib docstrings), built once and then reused.
 
@@ -345,18 +350,19 @@ def prepare_default_pretraining_data(
     each other's files. A folder is built under a temporary name and renamed into place when
     complete, under a lock (`output_dir/.lock`), so a reader never sees half a build; a build
     killed midway leaves a `.tmp-` folder that the next build removes. Returns the TFRecord
-    paths.
+    paths. tokenizer, spm_model_file: data_pipelines.tokenizers.
     """
     from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
+    from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
 
     if storage.is_remote(output_dir):
         raise ValueError(
             f"the default corpus cache {output_dir} must be a local folder (it is built under a "
             "file lock); with a remote workdir pass --config.data.cache_dir=LOCAL_DIR")
     vocab_file = vocab_file or default_vocab_file()
-    vocab_digest = hashlib.sha256(storage.read_bytes(vocab_file)).hexdigest()
+    fingerprint = tokenizers.fingerprint(tokenizer, vocab_file, True, spm_model_file)
     arguments = dict(
-        vocab_sha256=vocab_digest,
+        vocab_sha256=fingerprint["vocab_sha256"],
         max_seq_length=max_seq_length,
         max_predictions_per_seq=max_predictions_per_seq,
         dupe_factor=dupe_factor,
@@ -365,6 +371,10 @@ def prepare_default_pretraining_data(
         python=sys.version.split()[0],
         format=1,
     )
+    if tokenizer != "wordpiece" or do_whole_word_mask or (masked_lm_prob, short_seq_prob) != (
+            0.15, 0.1):  # Only then, so that existing caches stay valid.
+        arguments.update(tokenizer=tokenizer, do_whole_word_mask=do_whole_word_mask,
+                         masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob)
     key = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:16]
     final_dir = os.path.join(output_dir, f"default-corpus-{key}")
     names = ["pretraining-00000-of-00002.tfrecord", "pretraining-00001-of-00002.tfrecord"]
@@ -394,6 +404,11 @@ def prepare_default_pretraining_data(
                     dupe_factor=dupe_factor,
                     num_workers=num_workers,
                     progress=False,
+                    tokenizer=tokenizer,
+                    spm_model_file=spm_model_file,
+                    do_whole_word_mask=do_whole_word_mask,
+                    masked_lm_prob=masked_lm_prob,
+                    short_seq_prob=short_seq_prob,
                 )
             )
             summary["output_files"] = output_files

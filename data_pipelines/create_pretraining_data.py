@@ -45,7 +45,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from data_pipelines import features as features_lib
 # The documents format (one sentence a line, blank lines between documents) lives with its
 # writer; these names stay importable from here, the original script's home for them.
 from data_pipelines.corpora import (  # noqa: F401 (InvalidUtf8Error: re-exported)
@@ -72,6 +71,8 @@ class PretrainingDataConfig:
         decides the units and their seeds).
       skip_invalid_utf8: skip (and count) lines that are not UTF-8 instead of failing.
       progress: show tqdm progress bars on stderr.
+      tokenizer, spm_model_file: "wordpiece" (vocab_file, do_lower_case) or "sentencepiece"
+        (spm_model_file; vocab_file unused): data_pipelines.tokenizers.
     """
 
     input_files: tuple[str, ...]
@@ -89,20 +90,18 @@ class PretrainingDataConfig:
     block_tokens: int = 1 << 18
     skip_invalid_utf8: bool = False
     progress: bool = True
+    tokenizer: str = "wordpiece"
+    spm_model_file: str = ""
 
 
-def load_tokenizer(vocab_file: str, do_lower_case: bool):
-    """The exact original WordPiece FullTokenizer; checks the special tokens are in the vocab."""
-    from data_pipelines import tokenization  # pylint: disable=import-outside-toplevel
+def load_tokenizer(vocab_file: str, do_lower_case: bool, tokenizer: str = "wordpiece",
+                   spm_model_file: str = ""):
+    """The tokenizer of data_pipelines.tokenizers.make_tokenizer (WordPiece: the exact original
+    FullTokenizer); it checks the special tokens are in the vocabulary."""
+    from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
 
-    tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-    missing = [token for token in features_lib.SPECIAL_TOKENS if token not in tokenizer.vocab]
-    if missing:
-        raise ValueError(
-            f"vocab file {vocab_file} lacks the special token(s) {missing}; "
-            f"BERT pretraining data needs all of {list(features_lib.SPECIAL_TOKENS)}"
-        )
-    return tokenizer
+    return tokenizers.make_tokenizer(tokenizer, vocab_file=vocab_file,
+                                     do_lower_case=do_lower_case, spm_model_file=spm_model_file)
 
 
 def _document_chunks(documents: Iterable[list[str]]) -> Iterator[list[list[str]]]:
@@ -118,14 +117,15 @@ def _document_chunks(documents: Iterable[list[str]]) -> Iterator[list[list[str]]
 
 
 # Per-process caches: worker processes build their tokenizer and map the corpus once.
-_TOKENIZERS: dict[tuple[str, bool], object] = {}
+_TOKENIZERS: dict[tuple, object] = {}
 _CORPORA: dict[str, instances_lib.TokenizedCorpus] = {}
 
 
-def _cached_tokenizer(vocab_file: str, do_lower_case: bool):
-    key = (vocab_file, do_lower_case)
+def _cached_tokenizer(vocab_file: str, do_lower_case: bool, tokenizer: str = "wordpiece",
+                      spm_model_file: str = ""):
+    key = (vocab_file, do_lower_case, tokenizer, spm_model_file)
     if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = load_tokenizer(vocab_file, do_lower_case)
+        _TOKENIZERS[key] = load_tokenizer(*key)
     return _TOKENIZERS[key]
 
 
@@ -134,8 +134,8 @@ def _tokenize_chunk(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     As the original, a line that tokenises to nothing is dropped and an empty document too.
     """
-    vocab_file, do_lower_case, documents = task
-    tokenizer = _cached_tokenizer(vocab_file, do_lower_case)
+    tokenizer_args, documents = task
+    tokenizer = _cached_tokenizer(*tokenizer_args)
     token_ids, sentence_lengths, document_sizes = [], [], []
     for document in documents:
         num_sentences = 0
@@ -202,7 +202,7 @@ def tokenize_corpus(
     paths = _corpus_paths(corpus_dir)
     documents = read_documents(input_files, config.skip_invalid_utf8, counters)
     tasks = (
-        (config.vocab_file, config.do_lower_case, chunk) for chunk in _document_chunks(documents)
+        (_tokenizer_args(config), chunk) for chunk in _document_chunks(documents)
     )
     num_tokens = num_sentences = 0
     with (
@@ -266,28 +266,23 @@ def unit_seed_sequences(
     return creation, masking
 
 
-_VOCAB_ARRAYS: dict[int, dict] = {}
+def _tokenizer_args(config: PretrainingDataConfig) -> tuple:
+    return (config.vocab_file, config.do_lower_case, config.tokenizer, config.spm_model_file)
 
 
 def _vocab_arrays(tokenizer) -> dict:
-    """Id arrays the masking needs, cached per tokenizer (they cost ~10 ms to build)."""
-    if id(tokenizer) in _VOCAB_ARRAYS:
-        return _VOCAB_ARRAYS[id(tokenizer)]
-    vocab = tokenizer.vocab
-    size = max(vocab.values()) + 1
-    continuation = np.zeros([size], bool)
-    for token, token_id in vocab.items():
-        continuation[token_id] = token.startswith("##")
-    arrays = dict(
-        vocab_ids=np.fromiter(vocab.values(), np.int64, len(vocab)),
-        special_token_ids=(vocab["[CLS]"], vocab["[SEP]"]),
-        cls_id=vocab["[CLS]"],
-        sep_id=vocab["[SEP]"],
-        mask_id=vocab["[MASK]"],
-        continuation_ids=continuation,
+    """Id arrays the masking needs (data_pipelines.tokenizers.masking_arrays, as a dict)."""
+    from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
+
+    arrays = tokenizers.masking_arrays(tokenizer)
+    return dict(
+        vocab_ids=arrays.vocab_ids,
+        special_token_ids=(arrays.cls_id, arrays.sep_id),
+        cls_id=arrays.cls_id,
+        sep_id=arrays.sep_id,
+        mask_id=arrays.mask_id,
+        continuation_ids=arrays.continuation,
     )
-    _VOCAB_ARRAYS[id(tokenizer)] = arrays
-    return arrays
 
 
 def create_unit_arrays(
@@ -354,7 +349,7 @@ def _unit_statistics(arrays: dict[str, np.ndarray]) -> collections.Counter:
 def _run_unit(task: _UnitTask):
     """One (dupe, block) unit -> (framed TFRecord bytes, framed lengths, statistics)."""
     corpus = _load_corpus(task.corpus_dir)
-    vocab = _vocab_arrays(_cached_tokenizer(task.config.vocab_file, task.config.do_lower_case))
+    vocab = _vocab_arrays(_cached_tokenizer(*_tokenizer_args(task.config)))
     arrays = create_unit_arrays(
         corpus, (task.document_begin, task.document_end), task.config, vocab, task.dupe, task.block
     )
@@ -427,7 +422,7 @@ def run(config: PretrainingDataConfig) -> dict:
     """
     validate_config(config)
     start_time = time.perf_counter()
-    load_tokenizer(config.vocab_file, config.do_lower_case)  # Fail early on a bad vocab.
+    load_tokenizer(*_tokenizer_args(config))  # Fail early on a bad vocab.
     num_workers = config.num_workers or os.cpu_count() or 1
     config = dataclasses.replace(config, num_workers=num_workers)
     counters = collections.Counter()
@@ -515,6 +510,9 @@ def _define_flags():
     flags.DEFINE_string("input_file", None, "Input text file(s): comma list of files or globs.")
     flags.DEFINE_string("output_file", None, "Output TFRecord file(s): comma list.")
     flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary of the BERT model.")
+    flags.DEFINE_enum("tokenizer", "wordpiece", ["wordpiece", "sentencepiece"],
+                      "wordpiece (--vocab_file) or sentencepiece (--spm_model_file).")
+    flags.DEFINE_string("spm_model_file", "", "SentencePiece model (--tokenizer=sentencepiece).")
     flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
     flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words rather than WordPieces.")
     flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
@@ -531,7 +529,7 @@ def _define_flags():
     )
     flags.DEFINE_bool("skip_invalid_utf8", False, "Skip (and count) non-UTF-8 lines.")
     flags.DEFINE_bool("progress", True, "Show progress bars.")
-    for name in ("input_file", "output_file", "vocab_file"):
+    for name in ("input_file", "output_file"):
         flags.mark_flag_as_required(name)
     return flags.FLAGS
 
@@ -542,11 +540,15 @@ def main(argv):
     from absl import flags  # pylint: disable=import-outside-toplevel
 
     flag_values = flags.FLAGS
+    if flag_values.tokenizer == "wordpiece" and not flag_values.vocab_file:
+        from absl import app  # pylint: disable=import-outside-toplevel
+
+        raise app.UsageError("--vocab_file is required with --tokenizer=wordpiece")
     summary = run(
         PretrainingDataConfig(
             input_files=tuple(flag_values.input_file.split(",")),
             output_files=tuple(flag_values.output_file.split(",")),
-            vocab_file=flag_values.vocab_file,
+            vocab_file=flag_values.vocab_file or "",
             do_lower_case=flag_values.do_lower_case,
             do_whole_word_mask=flag_values.do_whole_word_mask,
             max_seq_length=flag_values.max_seq_length,
@@ -559,6 +561,8 @@ def main(argv):
             block_tokens=flag_values.block_tokens,
             skip_invalid_utf8=flag_values.skip_invalid_utf8,
             progress=flag_values.progress,
+            tokenizer=flag_values.tokenizer,
+            spm_model_file=flag_values.spm_model_file,
         )
     )
     print(json.dumps(summary, indent=1))

@@ -36,7 +36,7 @@ from data_pipelines import storage
 
 
 class WordPieceTokenizer(Protocol):
-    """What feature conversion needs from data_pipelines.tokenization.FullTokenizer."""
+    """What feature conversion needs from a tokenizer (data_pipelines.tokenizers: either kind)."""
 
     def tokenize(self, text: str) -> list[str]:
         ...
@@ -328,7 +328,7 @@ def convert_examples_to_features(examples: Sequence[GlueExample],
 
     Args:
       examples: N GlueExamples.
-      tokenizer: a FullTokenizer (tokenize, convert_tokens_to_ids).
+      tokenizer: from data_pipelines.tokenizers.make_tokenizer (tokenize, convert_tokens_to_ids).
       max_seq_length: S.
       label_list: class labels in id order; None for regression (STS-B).
 

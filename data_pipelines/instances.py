@@ -13,7 +13,10 @@ corpus held as flat arrays so that nothing is copied per token in Python:
 * `create_masked_lm_predictions` masks all N instances at once with numpy: a uniformly
   random subset of num_to_predict = min(P, max(1, round(len * masked_lm_prob))) candidate
   tokens (all but [CLS]/[SEP]), or greedy whole words in random order with the original's
-  skip rule; each chosen token becomes [MASK] 80%, stays 10%, a uniform vocab id 10%.
+  skip rule; each chosen token becomes [MASK] 80%, stays 10%, a uniform vocab id 10%. It is
+  THE masking: the offline writer (create_pretraining_data) and dynamic masking
+  (dynamic_masking.py) both call it; data_pipelines.tokenizers.masking_arrays gives its
+  vocabulary arrays for WordPiece and SentencePiece alike.
 
 The random draws are equal in distribution to the original's, not draw-for-draw identical
 (its single `random.Random` stream cannot be split across processes); the tests compare the
@@ -320,7 +323,9 @@ def create_masked_lm_predictions(
     """
     input_ids = np.asarray(input_ids)
     num_rows, seq_length = input_ids.shape
-    candidates = (np.asarray(input_mask) == 1) & ~np.isin(input_ids, special_token_ids)
+    candidates = np.asarray(input_mask) == 1
+    for special_id in special_token_ids:  # a few ids: cheaper than np.isin's sort
+        candidates &= input_ids != special_id
     lengths = np.asarray(input_mask).sum(axis=1)
     # np.rint rounds half to even, like Python 3's round() in the original.
     num_to_predict = np.minimum(

@@ -31,7 +31,7 @@ DOCSTART = "-DOCSTART-"
 
 
 class WordPieceTokenizer(Protocol):
-    """What feature conversion needs from data_pipelines.tokenization.FullTokenizer."""
+    """What feature conversion needs from a tokenizer (data_pipelines.tokenizers: either kind)."""
 
     def tokenize(self, text: str) -> list[str]:
         ...

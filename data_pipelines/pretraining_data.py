@@ -11,7 +11,9 @@ Sources (`spec.source`):
                   as original-format TFRecords on first use under `cache_dir`, then read as above.
   dynamic         pairs and masks made on the fly (data_pipelines.dynamic_masking) from documents
                   in the original text format (`input_files`), or from the default corpus when
-                  none are given: fresh masks every epoch.
+                  none are given: fresh masks every epoch; each host tokenises only its own
+                  files (cached under `cache_dir`), the global batch does not depend on the
+                  number of hosts.
 
 Batches are host-local numpy dicts of the seven features (data_pipelines.features), this host's
 share of the global batch, and a pure function of (spec, step): `start_step=k` yields exactly the
@@ -41,8 +43,13 @@ class PretrainingDataSpec:
       max_seq_length, max_predictions_per_seq: S and P of every batch.
       dupe_factor: default_corpus only: masks written per document.
       seed: data seed; the stream is a function of (seed, step).
-      cache_dir: default_corpus only: where its TFRecords are kept (the trainer passes
-        WORKDIR/data when empty).
+      cache_dir: where default_corpus keeps its TFRecords and dynamic its tokenised files (the
+        trainer passes WORKDIR/data when empty).
+      tokenizer, spm_model_file: "wordpiece" (vocab_file, do_lower_case) or "sentencepiece"
+        (spm_model_file); data_pipelines.tokenizers.
+      do_whole_word_mask, masked_lm_prob, short_seq_prob: as the original flags
+        (default_corpus and dynamic).
+      window_documents: dynamic only: random next segments come from this many documents.
     """
 
     source: str = "tfrecord"
@@ -55,6 +62,12 @@ class PretrainingDataSpec:
     dupe_factor: int = 5
     seed: int = 12345
     cache_dir: str = ""
+    tokenizer: str = "wordpiece"
+    spm_model_file: str = ""
+    do_whole_word_mask: bool = False
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    window_documents: int = 1024
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -63,6 +76,11 @@ class PretrainingDataSpec:
             raise ValueError("config.data.source='tfrecord' needs config.data.input_files")
         if self.source == "default_corpus" and not self.cache_dir:
             raise ValueError("config.data.source='default_corpus' needs a cache_dir")
+        if self.tokenizer not in ("wordpiece", "sentencepiece"):
+            raise ValueError(f"config.data.tokenizer={self.tokenizer!r}; expected 'wordpiece' or "
+                             "'sentencepiece'")
+        if self.tokenizer == "sentencepiece" and not self.spm_model_file:
+            raise ValueError("config.data.tokenizer='sentencepiece' needs config.data.spm_model_file")
 
 
 def pretraining_batches(
@@ -94,7 +112,9 @@ def pretraining_batches(
             spec.cache_dir, vocab_file=spec.vocab_file or None,
             max_seq_length=spec.max_seq_length,
             max_predictions_per_seq=spec.max_predictions_per_seq,
-            dupe_factor=spec.dupe_factor, seed=spec.seed)
+            dupe_factor=spec.dupe_factor, seed=spec.seed, tokenizer=spec.tokenizer,
+            spm_model_file=spec.spm_model_file, do_whole_word_mask=spec.do_whole_word_mask,
+            masked_lm_prob=spec.masked_lm_prob, short_seq_prob=spec.short_seq_prob)
     files = pretraining_input.expand_file_patterns(files)
 
     def make_batches():
@@ -111,22 +131,41 @@ def pretraining_batches(
 def _dynamic_masking_batches(spec, per_host_batch_size, start_step, seed, process_index,
                              process_count):
     """Pairs and masks made on the fly from documents in the original input format, or from the
-    embedded stdlib docstrings when no input files are given."""
-    from data_pipelines import (corpora, create_pretraining_data, dynamic_masking, instances,
-                                tokenization)
+    embedded stdlib docstrings when no input files are given (data_pipelines.dynamic_masking)."""
+    from data_pipelines import dynamic_masking, storage, tokenizers
 
-    tokenizer = tokenization.FullTokenizer(spec.vocab_file or corpora.default_vocab_file(),
-                                           do_lower_case=spec.do_lower_case)
+    tokenizer = tokenizers.make_tokenizer(
+        spec.tokenizer, vocab_file=spec.vocab_file, do_lower_case=spec.do_lower_case,
+        spm_model_file=spec.spm_model_file)
+    cache_dir = storage.join(spec.cache_dir, "dynamic") if spec.cache_dir else ""
     if spec.input_files:
-        files = create_pretraining_data.expand_input_files(spec.input_files.split(","))
-        documents = create_pretraining_data.read_documents(files)
+        files = storage.expand_patterns(spec.input_files, what="config.data.input_files")
     else:
-        documents = corpora.stdlib_docstring_documents()
-    corpus = instances.TokenizedCorpus.from_documents(
-        [[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)) for line in document]
-         for document in documents])
-    dataset = dynamic_masking.make_dynamic_masking_dataset(
-        corpus, tokenizer.vocab, per_host_batch_size, spec.max_seq_length,
-        spec.max_predictions_per_seq, seed=seed, start_step=start_step,
-        process_index=process_index, process_count=process_count)
-    return dataset.as_numpy_iterator()
+        files = [_default_corpus_file(cache_dir)]
+    config = dynamic_masking.DynamicMaskingConfig(
+        max_seq_length=spec.max_seq_length, max_predictions_per_seq=spec.max_predictions_per_seq,
+        masked_lm_prob=spec.masked_lm_prob, short_seq_prob=spec.short_seq_prob,
+        do_whole_word_mask=spec.do_whole_word_mask, seed=seed,
+        window_documents=spec.window_documents, cache_dir=cache_dir)
+    return dynamic_masking.prefetched(dynamic_masking.host_batches(
+        files, tokenizer, config, global_batch_size=per_host_batch_size * process_count,
+        process_index=process_index, process_count=process_count, start_step=start_step))
+
+
+def _default_corpus_file(cache_dir: str) -> str:
+    """The stdlib docstrings in the original text format, written once (atomically) under
+    cache_dir (a temporary folder without one); named by the Python version they come from."""
+    import sys  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    from data_pipelines import corpora, storage
+
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="bertjax_default_corpus_")
+    path = storage.join(cache_dir, f"stdlib_docstrings-py{sys.version.split()[0]}.txt")
+    if not storage.exists(path):
+        documents = ([s.replace("\n", " ").strip() for s in document]
+                     for document in corpora.stdlib_docstring_documents())
+        text = "".join("\n".join(s for s in document if s) + "\n\n"
+                       for document in documents if any(document))
+        storage.write_text(path, text)
+    return path

@@ -37,7 +37,7 @@ FIRST_UNIQUE_ID = 1000000000  # As the original: feature ids stay clear of examp
 
 
 class WordPieceTokenizer(Protocol):
-    """What feature conversion needs from data_pipelines.tokenization.FullTokenizer."""
+    """What feature conversion needs from a tokenizer (data_pipelines.tokenizers: either kind)."""
 
     def tokenize(self, text: str) -> list[str]:
         ...

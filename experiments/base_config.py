@@ -15,7 +15,8 @@ experiments/config_args.py, which is just as strict.
     config.model.*                a preset (tiny ... large) plus BertConfig fields; with an
                                   init_checkpoint the architecture is the checkpoint's and only
                                   runtime fields (dropout, dtype, remat, scan) apply
-    config.data.*                 the task's data: vocab_file, do_lower_case, max_seq_length,
+    config.data.*                 the task's data: tokenizer (wordpiece | sentencepiece),
+                                  spm_model_file, vocab_file, do_lower_case, max_seq_length,
                                   num_length_buckets (fine-tuning) and the source's own keys
     config.optimizer.*            name (bert_adam | adamw | lamb), schedule (bert | hf),
                                   learning_rate, warmup_steps OR warmup_proportion, weight_decay_rate,
@@ -54,6 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
         hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, remat=False, scan_layers=False))
 
     config.data = ml_collections.ConfigDict(dict(
+        tokenizer="wordpiece",     # "wordpiece" (vocab_file, do_lower_case) or "sentencepiece"
+        spm_model_file="",         # the SentencePiece .model (tokenizer="sentencepiece")
         vocab_file="",             # default: vocab.txt beside init_checkpoint, else bert-base-uncased
         do_lower_case=True,
         max_seq_length=128,

@@ -102,7 +102,7 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
         feature-based rows read the same encoder and data.
     """
     from bertjax import feature_based, finetune, finetune_data
-    from data_pipelines.tokenization import FullTokenizer
+    from data_pipelines import tokenizers
     from data_pipelines import docstring_topics
 
     strategies = list(strategies or feature_based.STRATEGIES)
@@ -127,7 +127,7 @@ def compare(init_checkpoint: str, workdir: str, *, max_seq_length: int = 64, see
     config = finetune_config(init_checkpoint, max_seq_length, seed, config_overrides)
     bert_config, params, vocab_file = _encoder(config)
     data = finetune_data.prepare(config, bert_config,
-                                 FullTokenizer(vocab_file, do_lower_case=config.data.do_lower_case))
+                                 tokenizers.from_data_config(config.data, vocab_file))
     train, dev = data.train_features, data.eval_sets[0].features
     num_classes = int(data.task.model.num_labels)
     encoder_seconds = {}

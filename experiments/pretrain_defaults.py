@@ -24,7 +24,12 @@ def get_config() -> ml_collections.ConfigDict:
         max_predictions_per_seq=20,
         dupe_factor=5,              # default_corpus only
         seed=12345,
-        cache_dir="",               # default_corpus only: where its TFRecords are kept
+        cache_dir="",               # default_corpus: its TFRecords; dynamic: tokenised input
+                                    # files (default: WORKDIR/data)
+        do_whole_word_mask=False,   # default_corpus and dynamic: as the original flags
+        masked_lm_prob=0.15,
+        short_seq_prob=0.1,
+        window_documents=1024,      # dynamic: random next segments come from this many documents
     ))
     config.optimizer.update(learning_rate=1e-4, warmup_steps=10_000)
     config.batch_size = 256         # global, over all hosts

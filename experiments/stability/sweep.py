@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from bertjax import metrics, optimizers, pretrained, sweep, tasks, trainer
-from data_pipelines import finetune_input, glue, storage, tokenization
+from data_pipelines import finetune_input, glue, storage, tokenization, tokenizers
 
 # Config keys that may change between runs sharing a workdir: how many seeds, how they are
 # chunked, and which other arms the command runs (plus the loop's runtime settings).
@@ -212,7 +212,7 @@ def load_inputs(config: ml_collections.ConfigDict):
     bert_config, pretrained_bert = source.config, source.encoder()
     vocab_file = (config.data.vocab_file or source.vocab_file
                   or str(tokenization.bundled_uncased_vocab_file()))
-    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=config.data.do_lower_case)
+    tokenizer = tokenizers.from_data_config(config.data, vocab_file)
     data = load_task(config, tokenizer)
     if config.sweep.restrict_vocabulary:
         pretrained_bert, (data.train, data.dev) = restrict_vocabulary(pretrained_bert,
