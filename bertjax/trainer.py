@@ -185,7 +185,7 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
     """
     validate_loop_config(config)
     workdir = storage.absolute(workdir)
-    storage.makedirs(workdir)
+    storage.check_writable(workdir)  # a bad workdir fails now, naming it, not at a save
     checkpointer = checkpointing.Checkpointer(
         storage.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
         async_save=config.async_checkpoints)

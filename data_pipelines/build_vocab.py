@@ -45,8 +45,8 @@ ALGORITHMS = ("wordpiece", "sentencepiece")
 def read_lines(input_files: str | Iterable[str]) -> Iterator[str]:
     """Lines of every input file (comma-separated string or list of paths/globs), in order."""
     for path in sentencepiece_tokenizer.expand_input_files(input_files):
-        with open(path, "r", encoding="utf-8", errors="replace") as reader:
-            yield from reader
+        # Invalid UTF-8 is replaced, not fatal: a vocabulary is statistics over the text.
+        yield from storage.read_bytes(path).decode("utf-8", errors="replace").splitlines(True)
 
 
 def count_words(lines: Iterable[str], do_lower_case: bool) -> collections.Counter:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import fcntl
-import glob
 import hashlib
 import importlib
 import inspect
@@ -32,6 +31,8 @@ import sys
 import tempfile
 import warnings
 from typing import Iterable, Iterator
+
+from data_pipelines import storage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])([\"')\]]?)\s+(?=[A-Z0-9\"'(\[])")
 _WHITESPACE = re.compile(r"\s+")
@@ -67,17 +68,7 @@ class InvalidUtf8Error(ValueError):
 def expand_input_files(patterns: Iterable[str]) -> list[str]:
     """Files of comma-free patterns, each pattern's matches sorted; a pattern matching nothing
     is an error (the original silently skipped it)."""
-    files = []
-    for pattern in patterns:
-        matches = (
-            sorted(glob.glob(pattern))
-            if glob.has_magic(pattern)
-            else ([pattern] if os.path.isfile(pattern) else [])
-        )
-        if not matches:
-            raise FileNotFoundError(f"input file pattern {pattern!r} matches no file")
-        files.extend(matches)
-    return files
+    return storage.expand_patterns(list(patterns), what="input")
 
 
 def read_documents(
@@ -95,7 +86,7 @@ def read_documents(
     counters = collections.Counter() if counters is None else counters
     document: list[str] = []
     for path in input_files:
-        with open(path, "rb") as reader:
+        with storage.open(path, "rb") as reader:
             for line_number, raw_line in enumerate(reader, start=1):
                 counters["input_bytes"] += len(raw_line)
                 try:
@@ -120,8 +111,7 @@ def read_documents(
 def write_documents(documents: Iterable[list[str]], path: str) -> dict:
     """Writes documents (lists of sentences) in the documents format; returns counts."""
     num_documents = num_sentences = 0
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as writer:
+    with storage.atomic_write(path, "w") as writer:
         for document in documents:
             sentences = [s.replace("\n", " ").strip() for s in document]
             sentences = [s for s in sentences if s]
@@ -135,7 +125,7 @@ def write_documents(documents: Iterable[list[str]], path: str) -> dict:
 
 def _files_under(paths: Iterable[str], suffix: str) -> list[str]:
     files = []
-    for path in paths:
+    for path in paths:  # local document trees (folders walked with os.walk)
         if os.path.isdir(path):
             for root, directories, names in os.walk(path):
                 directories.sort()
@@ -152,8 +142,7 @@ def _files_under(paths: Iterable[str], suffix: str) -> list[str]:
 def text_file_documents(paths: Iterable[str], suffix: str = ".txt") -> Iterator[list[str]]:
     """One document per plain text file (folders are searched for `suffix` files, sorted)."""
     for path in _files_under(paths, suffix):
-        with open(path, encoding="utf-8") as reader:
-            sentences = text_to_sentences(reader.read())
+        sentences = text_to_sentences(storage.read_text(path))
         if sentences:
             yield sentences
 
@@ -312,17 +301,12 @@ def tfds_documents(
     """Documents of a TFDS text dataset: one example = one document, its text split into
     paragraphs on newlines and then into sentences. Needs the dataset prepared in data_dir
     (no download happens here)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    from data_pipelines import tfds_source  # pylint: disable=import-outside-toplevel
 
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:
-        pass  # Devices already initialised by the caller.
-    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
+    dataset = tfds_source.load(name, split, data_dir)
     if max_documents is not None:
         dataset = dataset.take(max_documents)
-    for example in tfds.as_numpy(dataset):
+    for example in dataset.as_numpy_iterator():
         if text_key not in example:
             raise KeyError(
                 f"TFDS dataset {name} has no feature {text_key!r}; features: {sorted(example)}"
@@ -371,6 +355,10 @@ def prepare_default_pretraining_data(
     from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
     from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
 
+    if storage.is_remote(output_dir):
+        raise ValueError(
+            f"the default corpus cache {output_dir} must be a local folder (it is built under a "
+            "file lock); with a remote workdir pass --config.data.cache_dir=LOCAL_DIR")
     vocab_file = vocab_file or default_vocab_file()
     fingerprint = tokenizers.fingerprint(tokenizer, vocab_file, True, spm_model_file)
     arguments = dict(

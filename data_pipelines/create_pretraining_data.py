@@ -50,6 +50,7 @@ import numpy as np
 from data_pipelines.corpora import (  # noqa: F401 (InvalidUtf8Error: re-exported)
     InvalidUtf8Error, expand_input_files, read_documents)
 from data_pipelines import instances as instances_lib
+from data_pipelines import storage
 from data_pipelines import tfrecord_writer
 
 _TOKENIZE_CHUNK_LINES = 4096  # Whole documents per tokenisation task, at least this many lines.
@@ -426,15 +427,15 @@ def run(config: PretrainingDataConfig) -> dict:
     config = dataclasses.replace(config, num_workers=num_workers)
     counters = collections.Counter()
     for path in config.output_files:
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        except OSError as error:
-            raise OSError(f"cannot create the folder of output file {path}: {error}") from None
+        storage.makedirs(storage.dirname(storage.absolute(path)))
     pool = _multiprocessing_context().Pool(num_workers) if num_workers > 1 else None
     try:
-        with tempfile.TemporaryDirectory(
-            prefix="bertjax_corpus_", dir=os.path.dirname(os.path.abspath(config.output_files[0]))
-        ) as corpus_dir:
+        # The tokenised corpus is scratch space memory-mapped by the workers: local, beside the
+        # output when that is local (same disk), in the system's temp folder otherwise.
+        first_output = config.output_files[0]
+        scratch_parent = (None if storage.is_remote(first_output)
+                          else os.path.dirname(os.path.abspath(first_output)))
+        with tempfile.TemporaryDirectory(prefix="bertjax_corpus_", dir=scratch_parent) as corpus_dir:
             with _progress_bar(config.progress, desc="tokenizing", unit=" sentences") as bar:
                 corpus = tokenize_corpus(config, corpus_dir, pool, counters, bar)
             tokenize_seconds = time.perf_counter() - start_time

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 from typing import Iterable, Mapping, Protocol, Sequence
 
@@ -196,7 +197,8 @@ def _read_tsv(path: str, task: GlueTask, split: str) -> list[GlueExample]:
     text_a_column, text_b_column = task.tsv_test_text_columns if is_test else task.tsv_text_columns
     examples = []
     skipped_rows = []
-    with open(path, encoding="utf-8", newline="") as tsv_file:
+    # newline="": a bare \r inside a field is text, not a line break.
+    with io.StringIO(storage.read_bytes(path).decode("utf-8"), newline="") as tsv_file:
         # GLUE text holds bare quote characters: they are text, never CSV quoting.
         rows = csv.reader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE)
         header_width = None
@@ -269,19 +271,21 @@ def examples_from_tfds_records(task_name: str, split: str,
 
 def load_tfds_examples(task_name: str, split: str,
                        data_dir: str | None = None) -> list[GlueExample]:
-    """Loads `glue/<task>` with tfds.load (download_and_prepare must have run) as GlueExamples."""
-    import tensorflow as tf  # Imported here: TSV reading and feature conversion need no TF.
-    import tensorflow_datasets as tfds
+    """Loads `glue/<task>` (prepared beforehand: see data_pipelines.tfds_source) as GlueExamples.
 
-    try:
-        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
-    except RuntimeError:
-        pass  # Devices were initialised already; TF then keeps its earlier choice.
+    Raises tfds_source.DatasetNotPreparedError, saying how to prepare it or use the TSV files,
+    when the dataset is not in `data_dir`.
+    """
+    from data_pipelines import tfds_source  # TF only here: TSV reading needs none.
+
     task = get_task(task_name)
     if split not in task.tsv_files:
         raise ValueError(f"GLUE {task.name} has no split {split!r}; expected one of {task.splits}.")
-    dataset = tfds.load(task.tfds_name, split=split, data_dir=data_dir, shuffle_files=False)
-    return examples_from_tfds_records(task.name, split, tfds.as_numpy(dataset))
+    dataset = tfds_source.load(
+        task.tfds_name, split, data_dir, alternative=(
+            f"Or read the GLUE TSV files: --config=experiments/finetune/glue.py:"
+            f"task={task.name},source=tsv,glue_dir=GLUE_DIR."))
+    return examples_from_tfds_records(task.name, split, dataset.as_numpy_iterator())
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,8 +60,7 @@ def read_conll2003(path: str) -> list[NerSentence]:
             tags.clear()
 
     try:
-        with open(path, encoding="utf-8") as conll_file:
-            text = conll_file.read()  # newlines already universal: split on "\n" only
+        text = storage.read_text(path)  # newlines already universal: split on "\n" only
     except UnicodeDecodeError as error:
         raise storage.not_utf8(path, error) from None
     for line_number, line in enumerate(text.split("\n"), start=1):

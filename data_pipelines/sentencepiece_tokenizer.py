@@ -17,11 +17,12 @@ There is no BOS/EOS: BERT frames sequences with [CLS] and [SEP] itself.
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Iterable, Sequence
 
 import sentencepiece
+
+from data_pipelines import storage
 
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 CONTROL_TOKENS = (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
@@ -30,20 +31,9 @@ MODEL_TYPES = ("unigram", "bpe")
 
 def expand_input_files(input_files: str | Iterable[str]) -> list[str]:
     """A comma-separated string or a list of paths/glob patterns -> sorted existing files."""
-    if isinstance(input_files, str):
-        input_files = input_files.split(",")
-    files: list[str] = []
-    for pattern in input_files:
-        pattern = pattern.strip()
-        if not pattern:
-            continue
-        matches = sorted(glob.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"input file pattern matches nothing: {pattern}")
-        files.extend(matches)
-    if not files:
-        raise ValueError("no input files given")
-    return files
+    # SentencePiece's trainer opens the files itself: they must be local.
+    return storage.expand_patterns(input_files if isinstance(input_files, str)
+                                   else list(input_files), what="input")
 
 
 def train_sentencepiece(
@@ -77,6 +67,7 @@ def train_sentencepiece(
     if vocab_size <= len(CONTROL_TOKENS) + 2:
         raise ValueError(f"vocab_size must exceed the 5 special tokens, got {vocab_size}")
     files = expand_input_files(input_files)
+    # SentencePiece's C++ trainer reads and writes these files itself: local paths only.
     output_dir = os.path.dirname(os.path.abspath(model_prefix))
     os.makedirs(output_dir, exist_ok=True)
     sentencepiece.SentencePieceTrainer.train(

@@ -31,6 +31,8 @@ from typing import Iterable, Mapping, Protocol, Sequence
 import numpy as np
 from absl import logging
 
+from data_pipelines import storage
+
 FIRST_UNIQUE_ID = 1000000000  # As the original: feature ids stay clear of example indices.
 
 
@@ -87,11 +89,10 @@ DocSpan = collections.namedtuple("DocSpan", ["start", "length"])
 
 def load_squad_json(path: str) -> list[dict]:
     """The "data" list of an official SQuAD JSON file."""
-    with open(path, encoding="utf-8") as json_file:
-        try:
-            contents = json.load(json_file)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not a UTF-8 JSON file ({error})") from None
+    try:
+        contents = json.loads(storage.read_text(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a UTF-8 JSON file ({error})") from None
     if not isinstance(contents, dict) or "data" not in contents:
         raise ValueError(f"{path}: no 'data' key; is this an official SQuAD JSON file?")
     return contents["data"]
@@ -180,17 +181,15 @@ def dataset_from_tfds_records(records: Iterable[Mapping]) -> list[dict]:
 
 def load_tfds_dataset(version: str, split: str, data_dir: str | None = None) -> list[dict]:
     """`squad/v1.1` or `squad/v2.0` via tfds.load, as the official JSON "data" list."""
-    import tensorflow as tf  # Imported here: JSON reading and feature conversion need no TF.
-    import tensorflow_datasets as tfds
+    from data_pipelines import tfds_source  # TF only here: JSON reading needs none.
 
-    try:
-        tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerator belongs to JAX.
-    except RuntimeError:
-        pass  # Devices were initialised already; TF then keeps its earlier choice.
     if version not in ("v1.1", "v2.0"):
         raise ValueError(f"SQuAD version must be 'v1.1' or 'v2.0', got {version!r}.")
-    dataset = tfds.load(f"squad/{version}", split=split, data_dir=data_dir, shuffle_files=False)
-    return dataset_from_tfds_records(tfds.as_numpy(dataset))
+    dataset = tfds_source.load(
+        f"squad/{version}", split, data_dir, alternative=(
+            "Or read the official JSON files: --config.data.train_file=... "
+            "--config.data.eval_file=..."))
+    return dataset_from_tfds_records(dataset.as_numpy_iterator())
 
 
 def _decode(value) -> str:

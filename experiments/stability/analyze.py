@@ -20,12 +20,13 @@ al. 2021: RTE 52.7% accuracy, MRPC 81.2 F1, CoLA MCC 0).
 
 from __future__ import annotations
 
-import glob
+import io
 import json
-import os
 from typing import Sequence
 
 import numpy as np
+
+from data_pipelines import storage
 
 # Scores equal to the baseline up to float round-off count as failed (an all-majority run
 # reproduces the baseline exactly, but accuracies are ratios of integers computed in floats).
@@ -40,11 +41,10 @@ def failed_runs(scores: Sequence[float], majority_baseline: float) -> int:
 def load_arms(workdir: str) -> list[dict]:
     """Every WORKDIR/<task>/<arm>.json, sorted by task then arm as the sweep's ARMS order."""
     from experiments.stability.arms import ARMS  # pylint: disable=import-outside-toplevel
-    paths = sorted(glob.glob(os.path.join(workdir, "*", "*.json")))
+    paths = storage.glob(storage.join(workdir, "*", "*.json"))
     arms = []
     for path in paths:
-        with open(path) as f:
-            arm = json.load(f)
+        arm = json.loads(storage.read_text(path))
         if not {"task", "arm", "records", "majority_baseline", "primary_metric"} <= set(arm):
             continue  # not a sweep file (e.g. an analysis output kept in the workdir)
         if not arm["records"]:
@@ -120,7 +120,7 @@ def plot_scores(arms: Sequence[dict], path: str) -> None:
         ax.set_ylabel(f"dev {task_arms[0]['primary_metric']} (%)")
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -162,25 +162,29 @@ def plot_grad_norms(arms: Sequence[dict], path: str) -> None:
     fig.suptitle(f"{arms[0]['task']}: gradient norm per layer group (red: failed runs, "
                  "blue: successful)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=70)  # hundreds of traces: keep the file small
+    _save_figure(fig, path, dpi=70)  # hundreds of traces: keep the file small
     plt.close(fig)
+
+
+def _save_figure(fig, path: str, dpi: int) -> None:
+    """Renders `fig` as PNG and writes it atomically through the path layer (any scheme)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    storage.write_bytes(path, buffer.getvalue())
 
 
 def analyze(workdir: str, out_dir: str | None = None) -> list[dict]:
     """Writes summary.json, summary.md, scores.png and grad_norms_<task>.png; returns the rows."""
-    out_dir = out_dir or os.path.join(workdir, "analysis")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = out_dir or storage.join(workdir, "analysis")
+    storage.makedirs(out_dir)
     arms = load_arms(workdir)
     rows = [summarise(arm) for arm in arms]
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(rows, f, indent=2)
-        f.write("\n")
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(markdown_table(rows))
-    plot_scores(arms, os.path.join(out_dir, "scores.png"))
+    storage.write_text(storage.join(out_dir, "summary.json"), json.dumps(rows, indent=2) + "\n")
+    storage.write_text(storage.join(out_dir, "summary.md"), markdown_table(rows))
+    plot_scores(arms, storage.join(out_dir, "scores.png"))
     for task in sorted({arm["task"] for arm in arms}):
         plot_grad_norms([arm for arm in arms if arm["task"] == task],
-                        os.path.join(out_dir, f"grad_norms_{task}.png"))
+                        storage.join(out_dir, f"grad_norms_{task}.png"))
     return rows
 
 
