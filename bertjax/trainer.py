@@ -49,7 +49,7 @@ RUNTIME_KEYS = ("log_every_steps", "eval_every_steps", "num_eval_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints", "tensorboard",
                 "allow_resume_changes", "eval_batch_size", "init_checkpoint", "export",
                 "mesh.data", "mesh.fsdp", "mesh.tensor", "data.cache_dir", "model.remat",
-                "model.remat_policy")
+                "model.remat_policy", "tpu_topology")
 # nan_policy="skip" gives up after this many non-finite steps in a row (counted at log
 # boundaries: a log interval counts only when every one of its steps was skipped).
 MAX_CONSECUTIVE_SKIPS = 100
