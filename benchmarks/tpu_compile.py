@@ -89,7 +89,7 @@ def parse_topology(name: str) -> tuple[str, Chip]:
         return f"{chip.libtpu_name}:{shape}", chip
     chips = int(count) // 2 if chip.megacore else int(count)  # v4/v5p names count cores
     shapes = _SHAPES_3D if chip.megacore else _SHAPES_2D
-    if chips not in shapes:
+    if chips not in shapes or (chip.megacore and int(count) % 2):
         sizes = sorted(2 * c if chip.megacore else c for c in shapes)
         raise ValueError(f"--topology={name!r}: {generation} slices come in sizes {sizes}")
     return f"{chip.libtpu_name}:{shapes[chips]}", chip
@@ -349,8 +349,10 @@ def format_report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(config, topology_name: str, margin: float, arm: str = "") -> dict[str, Any]:
-    """Compiles `config` for `topology_name` and returns the report dict."""
+def run(config, topology_name: str, margin: float, arm: str = "",
+        dump_hlo: str = "") -> dict[str, Any]:
+    """Compiles `config` for `topology_name` and returns the report dict (and writes the
+    compiled HLO text to `dump_hlo`, if given)."""
     topo = topology(topology_name)
     began = time.perf_counter()
     if "sweep" in config:
@@ -358,6 +360,9 @@ def run(config, topology_name: str, margin: float, arm: str = "") -> dict[str, A
     else:
         result = compile_pretraining(config, topo.devices)
     out = report(result, topo, margin)
+    if dump_hlo and result.compiled is not None:
+        from data_pipelines import storage  # pylint: disable=import-outside-toplevel
+        storage.write_text(dump_hlo, result.compiled.as_text())
     out["compile_seconds"] = time.perf_counter() - began
     return out
 
@@ -369,7 +374,7 @@ def main(argv):
     name = flags.FLAGS.topology or config.get("tpu_topology", "")
     if not name:
         raise SystemExit("no --topology and the config names no tpu_topology")
-    out = run(config, name, flags.FLAGS.margin, flags.FLAGS.arm)
+    out = run(config, name, flags.FLAGS.margin, flags.FLAGS.arm, flags.FLAGS.dump_hlo)
     from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
     out["config"] = config_flags.get_config_filename(flags.FLAGS["config"])
     print(json.dumps(out, indent=1, default=float) if flags.FLAGS.json else format_report(out))
@@ -386,6 +391,7 @@ if __name__ == "__main__":
     flags.DEFINE_float("margin", 0.1, "Fraction of HBM to keep free for the fit verdict.")
     flags.DEFINE_string("arm", "", "Stability sweeps: the arm to compile (default: the first "
                         "of config.sweep.arms).")
+    flags.DEFINE_string("dump_hlo", "", "Also write the compiled HLO text to this path.")
     flags.DEFINE_bool("json", False, "Print the report as JSON.")
     flags.DEFINE_bool("check", False, "Exit with status 1 when the config does not fit.")
     flags.mark_flags_as_required(["config"])
