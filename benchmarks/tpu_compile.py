@@ -112,8 +112,10 @@ def topology(name: str) -> Topology:
             chip_config_name="megacore" if chip.megacore else "default",
             chips_per_host_bounds=per_host, num_slices=1).devices
     except Exception as error:  # pylint: disable=broad-except
-        raise RuntimeError(f"libtpu could not describe topology {libtpu_name!r} ({error}); is "
-                           "libtpu installed (`make tpu-check` installs it)?") from error
+        raise RuntimeError(
+            f"libtpu could not describe topology {libtpu_name!r} ({error}); is libtpu installed "
+            "(`make tpu-check` installs it)? libtpu also allows one process per machine unless "
+            "ALLOW_MULTIPLE_LIBTPU_LOAD=1 is set (safe where no TPU is attached).") from error
     return Topology(name, libtpu_name, chip, tuple(devices))
 
 
