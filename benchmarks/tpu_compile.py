@@ -23,7 +23,8 @@ against the chip's HBM with `--margin` kept free (the runtime's own buffers, fra
 compiled FLOPs per step against `bertjax.flops`' model FLOPs, the step time at the chip's
 data-sheet bf16 peak (a lower bound: no step runs faster), and the collectives in the compiled
 HLO (count and bytes per kind, an op in a loop body counted once per iteration when XLA knows
-the trip count). A program that cannot fit fails to compile ("RESOURCE_EXHAUSTED") and is
+the trip count; the TPU compiler gathers FSDP weights with all-reduces of zero-padded shards,
+so they show as all-reduce). A program that cannot fit fails to compile ("RESOURCE_EXHAUSTED") and is
 reported as not fitting. `--check` exits with status 1 when the config does not fit.
 """
 
@@ -216,6 +217,8 @@ _COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _CALLS = re.compile(r"\b(body|condition|to_apply|calls|true_computation|false_computation|"
                     r"branch_computations)=\{?([^}\s,]+(?:,\s*%[\w.\-]+)*)\}?")
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_CONDITION = re.compile(r"\bcondition=%?([\w.\-]+)")
+_BOUND = re.compile(r"\bs32\[\][^=]*?constant\((\d+)\)")
 
 
 def _shape_bytes(text: str) -> list[int]:
@@ -227,8 +230,9 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
     """{kind: {"count", "bytes"}} of the collectives a compiled module runs per step.
 
     Bytes are the result sizes per device (for an async "-start" op, the second half of its
-    tuple: the outputs). An op in a while body counts `known_trip_count` times (XLA's loop
-    analysis; once when unknown); nested loops multiply.
+    tuple: the outputs). An op in a while body counts once per iteration: XLA's
+    `known_trip_count`, else the bound N of a counting loop `i < N` (what scans compile to on
+    TPU), else once; nested loops multiply.
     """
     computations: dict[str, list[str]] = {}
     entry, current = None, None
@@ -246,14 +250,27 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
             computations[current].append(line)
     multiplier: dict[str, int] = {}
 
+    def trip_count(line: str) -> int:
+        known = _TRIP.search(line)
+        if known:
+            return int(known.group(1))
+        # The TPU compiler leaves no known_trip_count; a scan's loop is `i < N` from 0 by 1,
+        # with N the condition's one s32 constant.
+        condition = _CONDITION.search(line)
+        lines = computations.get(condition.group(1), []) if condition else []
+        bounds = [int(b) for text in lines for b in _BOUND.findall(text)]
+        if len(bounds) == 1 and any("direction=LT" in text for text in lines):
+            return bounds[0]
+        return 1
+
     def visit(name: str, times: int):
         if name not in computations or multiplier.get(name, 0) >= times:
             return
         multiplier[name] = times
         for line in computations[name]:
-            trip = _TRIP.search(line)
+            trip = trip_count(line) if " while(" in line else 1
             for role, names in _CALLS.findall(line):
-                factor = int(trip.group(1)) if (role == "body" and trip) else 1
+                factor = trip if role == "body" else 1
                 for callee in re.findall(r"[\w.\-]+", names):
                     visit(callee.lstrip("%"), times * factor)
 

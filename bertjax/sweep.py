@@ -47,7 +47,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bertjax import grad_norms, metric_logging, modeling, pretrained, reinit, tasks, train_step
+from bertjax import (grad_norms, metric_logging, modeling, pretrained, reinit, sharding, tasks,
+                     train_step)
 from bertjax import trainer as trainer_lib
 from data_pipelines import finetune_input, storage
 
@@ -85,6 +86,13 @@ def seed_mesh(seeds_per_program: int, devices: Sequence[jax.Device] | None = Non
     size = math.gcd(int(seeds_per_program), len(devices))
     return jax.make_mesh((size, 1, 1), ("data", "fsdp", "tensor"),
                          axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices[:size])
+
+
+# The K-seed step runs under these rules: every logical axis unsplit. The seed axis alone is
+# split (over "data", by the shardings of the stacked state and batches); the pretraining rules
+# would also constrain each seed's batch to "data" inside the vmap, turning independent seeds
+# into all-gathers and a gradient all-reduce across devices (benchmarks/tpu_compile.py shows it).
+SEED_AXIS_RULES = tuple((name, None) for name, _ in sharding.LOGICAL_AXIS_RULES)
 
 
 def _seed_sharding(mesh: Mesh | None, tree: Any) -> Any:
@@ -284,7 +292,7 @@ class SeedTrainer:
             identity={**dict(identity or {}), "seeds": seed_list, "batch_size": batch_size,
                       "num_epochs": num_epochs},
             tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
-            stop_on_nonfinite=False)
+            stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
 
     def abstract_state(self, pretrained_bert: Any, seeds: Sequence[SeedComponents]
                        ) -> train_step.TrainState:
@@ -310,7 +318,7 @@ class SeedTrainer:
                  for name in ("input_ids", "input_mask", "segment_ids", "label_ids")}
         anchor = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(
             leaf.shape, leaf.dtype, sharding=NamedSharding(mesh, P())), abstract_anchor)
-        with jax.set_mesh(mesh):
+        with jax.set_mesh(mesh), sharding.axis_rules(SEED_AXIS_RULES):  # as the loop runs it
             return self._step_many.lower(abstract_state, batch, anchor)
 
     def _bucketed(self, batches: Iterator[dict]) -> Iterator[dict]:
