@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
+# libtpu (about 700 MB) lives here, outside the venv, and only `make tpu-check` puts it on the path.
+TPU_LIBS ?= .tpu-libs
+TPU_PY := PYTHONPATH=$(CURDIR):$(CURDIR)/$(TPU_LIBS) $(PY) -m benchmarks.tpu_compile --check
 
-.PHONY: venv quickstart test test-slow benchmarks clean
+.PHONY: venv quickstart test test-slow benchmarks tpu-check clean
 
 $(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +34,20 @@ benchmarks: venv
 	$(PY) -m benchmarks.create_pretraining_data
 	$(PY) -m benchmarks.tokenization --json
 	$(PY) -m benchmarks.input_pipeline
+
+$(TPU_LIBS)/.installed: requirements-tpu.txt | $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --target $(TPU_LIBS) -r requirements-tpu.txt
+	touch $@
+
+# Every TPU config compiled ahead of time for the slice it names (config.tpu_topology), no TPU
+# needed; fails if one does not fit its chips' HBM. CPU-heavy: 4-16 minutes per config on 2 cores.
+tpu-check: venv $(TPU_LIBS)/.installed
+	$(TPU_PY) --config=experiments/bert_base_pretrain.py:phase=1
+	$(TPU_PY) --config=experiments/bert_base_pretrain.py:phase=2
+	$(TPU_PY) --config=experiments/bert_large_pretrain.py:phase=1
+	$(TPU_PY) --config=experiments/bert_large_pretrain.py:phase=2
+	$(TPU_PY) --config=experiments/bert_large_pretrain.py:phase=lamb
+	$(TPU_PY) --config=experiments/stability/bert_large_glue.py:task=rte --arm=mixout
 
 clean:
 	rm -rf workdirs .pytest_cache

@@ -90,10 +90,17 @@ def measure_matmul_peak(dtype=jnp.float32, size: int = 1024, repeats: int = 10) 
     return 2 * size ** 3 / best
 
 
+def peak_flops_of_kind(device_kind: str) -> float | None:
+    """The data-sheet dense bf16 peak of a device kind ("TPU v4", ...), None if unknown."""
+    for name, peak in _PEAK_FLOPS.items():
+        if device_kind.startswith(name):
+            return peak
+    return None
+
+
 def peak_flops_per_device(measure_if_unknown: bool = True) -> float:
     """The data-sheet peak of device 0, or a measured matmul peak where none is known (CPU)."""
-    kind = jax.devices()[0].device_kind
-    for name, peak in _PEAK_FLOPS.items():
-        if kind.startswith(name):
-            return peak
+    peak = peak_flops_of_kind(jax.devices()[0].device_kind)
+    if peak is not None:
+        return peak
     return measure_matmul_peak() if measure_if_unknown else float("nan")

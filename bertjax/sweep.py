@@ -88,6 +88,13 @@ def seed_mesh(seeds_per_program: int, devices: Sequence[jax.Device] | None = Non
                          axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices[:size])
 
 
+# The K-seed step runs under these rules: every logical axis unsplit. The seed axis alone is
+# split (over "data", by the shardings of the stacked state and batches); the pretraining rules
+# would also constrain each seed's batch to "data" inside the vmap, turning independent seeds
+# into all-gathers and a gradient all-reduce across devices (benchmarks/tpu_compile.py shows it).
+SEED_AXIS_RULES = tuple((name, None) for name, _ in sharding.LOGICAL_AXIS_RULES)
+
+
 def _seed_sharding(mesh: Mesh | None, tree: Any) -> Any:
     """Every leaf [K, ...] split over "data" on its leading (seed) axis."""
     if mesh is None:
@@ -273,13 +280,8 @@ class SeedTrainer:
             raise ValueError(f"train input_ids have S={np.shape(train_features['input_ids'])[1]}"
                              f"; the trainer was built for max_seq_length={self.max_seq_length}")
         features = _training_features(train_features)
-        keys = [jnp.stack(parts) for parts in zip(*(_init_keys(seed) for seed in seeds))]
-        abstract = jax.eval_shape(jax.vmap(self._init_fn, in_axes=(0, 0, 0, None)), *keys,
-                                  pretrained_bert)
         mesh = self._mesh_for(len(seeds))
-        abstract = jax.tree.map(lambda leaf, placement: jax.ShapeDtypeStruct(
-            leaf.shape, leaf.dtype, sharding=placement), abstract,
-            _seed_sharding(mesh, abstract))
+        abstract = self.abstract_state(pretrained_bert, seeds)
         anchor = jax.device_put(pretrained_bert, NamedSharding(mesh, P()))
         data_seeds = [seed.data_seed for seed in seeds]
         batch_sharding = NamedSharding(mesh, P("data"))
@@ -296,7 +298,34 @@ class SeedTrainer:
             identity={**dict(identity or {}), "seeds": seed_list, "batch_size": batch_size,
                       "num_epochs": num_epochs},
             tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
-            stop_on_nonfinite=False)
+            stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
+
+    def abstract_state(self, pretrained_bert: Any, seeds: Sequence[SeedComponents]
+                       ) -> train_step.TrainState:
+        """The stacked state [K, ...] as ShapeDtypeStructs with their seed shardings, nothing
+        allocated; `pretrained_bert` may itself be ShapeDtypeStructs."""
+        keys = [jnp.stack(parts) for parts in zip(*(_init_keys(seed) for seed in seeds))]
+        abstract = jax.eval_shape(jax.vmap(self._init_fn, in_axes=(0, 0, 0, None)), *keys,
+                                  pretrained_bert)
+        return jax.tree.map(lambda leaf, placement: jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=placement), abstract,
+            _seed_sharding(self._mesh_for(len(seeds)), abstract))
+
+    def lower_step(self, abstract_state: train_step.TrainState, batch_size: int,
+                   abstract_anchor: Any):
+        """The vmapped K-seed train step (the one `program` runs) lowered for ahead-of-time
+        compilation: stacked batches [K, B, S] of the training features, split over seeds, and
+        the mixout anchor (BertModel params) replicated, as `program` places them."""
+        num_seeds = jax.tree.leaves(abstract_state)[0].shape[0]
+        mesh = self._mesh_for(num_seeds)
+        shape = (num_seeds, batch_size, self.max_seq_length)
+        batch = {name: jax.ShapeDtypeStruct(shape[:2] if name == "label_ids" else shape,
+                                            jnp.int32, sharding=NamedSharding(mesh, P("data")))
+                 for name in ("input_ids", "input_mask", "segment_ids", "label_ids")}
+        anchor = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=NamedSharding(mesh, P())), abstract_anchor)
+        with jax.set_mesh(mesh), sharding.axis_rules(SEED_AXIS_RULES):  # as the loop runs it
+            return self._step_many.lower(abstract_state, batch, anchor)
 
     def _bucketed(self, batches: Iterator[dict]) -> Iterator[dict]:
         for batch in batches:  # [K, B, S]: the sequence axis is 2

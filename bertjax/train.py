@@ -14,6 +14,7 @@ and logging are the loop's (see bertjax/trainer.py).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator
 
 import jax
@@ -22,7 +23,7 @@ import ml_collections
 
 from bertjax import (flops, modeling, optimizers, pretrained, sharding, train_step, trainer)
 from bertjax.config import BertConfig, preset
-from data_pipelines import storage
+from data_pipelines import features, storage
 
 
 def bert_config_from(model_config: ml_collections.ConfigDict) -> BertConfig:
@@ -58,8 +59,40 @@ def pretraining_batches(config: ml_collections.ConfigDict, workdir: str, rows: s
         process_count=config.batch_size // per_host_batch)
 
 
-def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
-    """The pretraining run of `config` as a trainer.Program."""
+@dataclasses.dataclass
+class StepParts:
+    """What a pretraining run compiles, built from its config alone (no data, no arrays).
+
+    `step` is the jitted train step exactly as the loop runs it (grad accumulation, remat,
+    scan, the optimizer, the NaN guard); `abstract_state` and `abstract_batch()` are its
+    ShapeDtypeStruct inputs with their shardings, so `step.lower(...)` compiles it ahead of time
+    for any devices (benchmarks/tpu_compile.py: a TPU topology with no TPU present).
+    """
+
+    bert_config: BertConfig
+    model: modeling.BertForPreTraining
+    mesh: Any
+    optimizer: optimizers.OptimizerAndSchedule
+    init_args: tuple
+    abstract_state: Any
+    state_shardings: Any
+    step: Any
+    batch_size: int
+    max_seq_length: int
+    max_predictions_per_seq: int
+
+    def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The global batch [B, S] / [B, P] / [B] as the loop feeds it, split over the batch
+        axes of the mesh."""
+        shapes = features.batch_shapes(self.batch_size, self.max_seq_length,
+                                       self.max_predictions_per_seq)
+        return {name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(
+            self.mesh, len(shape))) for name, (shape, dtype) in shapes.items()}
+
+
+def build_step(config: ml_collections.ConfigDict, devices=None) -> StepParts:
+    """The model, mesh (over `devices`, default all), optimizer, abstract state and jitted
+    train step of a pretraining config: the part of `build_program` that needs no data."""
     bert_config = bert_config_from(config.model)
     if config.data.get("source") in ("dynamic", "default_corpus"):  # ids made from text here
         from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
@@ -67,19 +100,34 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
         tokenizers.check_vocab_size(tokenizers.from_data_config(config.data),
                                     bert_config.vocab_size)
     model = modeling.BertForPreTraining(bert_config)
-    mesh = sharding.create_mesh(dict(config.mesh))
-    sharding.per_host_batch_size(config.batch_size, mesh)  # checks the batch divides evenly
-    rows = sharding.process_rows(mesh, config.batch_size)
+    mesh = sharding.create_mesh(dict(config.mesh), devices)
     num_train_steps = int(config.num_train_steps)
     if num_train_steps <= 0:
         raise ValueError(f"config.num_train_steps={num_train_steps}: pretraining needs a "
                          "positive step budget")
     opt = optimizers.from_config(config.optimizer, num_train_steps,
                                  bert_config.num_hidden_layers)
-    data = config.data
-    init_args = modeling.dummy_inputs(1, data.max_seq_length)
+    init_args = modeling.dummy_inputs(1, config.data.max_seq_length)
     abstract, shardings = train_step.abstract_train_state(model, opt.tx, mesh, config.seed,
                                                           init_args)
+    step = train_step.jit_train_step(
+        train_step.make_train_step(model, opt.tx, opt.schedule,
+                                   grad_accum_steps=config.grad_accum_steps,
+                                   nan_policy=config.nan_policy), shardings)
+    return StepParts(bert_config, model, mesh, opt, init_args, abstract, shardings, step,
+                     int(config.batch_size), int(config.data.max_seq_length),
+                     int(config.data.max_predictions_per_seq))
+
+
+def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Program:
+    """The pretraining run of `config` as a trainer.Program."""
+    parts = build_step(config)
+    bert_config, model, mesh, opt = parts.bert_config, parts.model, parts.mesh, parts.optimizer
+    sharding.per_host_batch_size(config.batch_size, mesh)  # checks the batch divides evenly
+    rows = sharding.process_rows(mesh, config.batch_size)
+    num_train_steps = int(config.num_train_steps)
+    data = config.data
+    init_args, abstract, shardings = parts.init_args, parts.abstract_state, parts.state_shardings
 
     def init_state():
         state, _ = train_step.init_train_state(model, opt.tx, mesh, config.seed, init_args)
@@ -91,10 +139,7 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
         opt_state = jax.jit(opt.tx.init, out_shardings=shardings.opt_state)(params)
         return state.replace(params=params, opt_state=opt_state)
 
-    step = train_step.jit_train_step(
-        train_step.make_train_step(model, opt.tx, opt.schedule,
-                                   grad_accum_steps=config.grad_accum_steps,
-                                   nan_policy=config.nan_policy), shardings)
+    step = parts.step
 
     def batches(start_step: int):
         for local in pretraining_batches(config, workdir, rows, start_step):

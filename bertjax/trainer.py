@@ -49,7 +49,7 @@ RUNTIME_KEYS = ("log_every_steps", "eval_every_steps", "num_eval_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints", "tensorboard",
                 "allow_resume_changes", "eval_batch_size", "init_checkpoint", "export",
                 "mesh.data", "mesh.fsdp", "mesh.tensor", "data.cache_dir", "model.remat",
-                "model.remat_policy")
+                "model.remat_policy", "tpu_topology")
 # nan_policy="skip" gives up after this many non-finite steps in a row (counted at log
 # boundaries: a log interval counts only when every one of its steps was skipped).
 MAX_CONSECUTIVE_SKIPS = 100
@@ -76,6 +76,8 @@ class Program:
         ({split: metrics}) are logged at the last step.
       stop_on_nonfinite: False where a non-finite step is a result, not an error (a seed of a
         stability sweep that diverges is recorded and the others go on).
+      axis_rules: the logical-axis rules the step runs under (bertjax.sharding); the sweep's
+        are its own (whole seeds per device, nothing inside a seed split).
     """
 
     kind: str
@@ -92,6 +94,7 @@ class Program:
     evaluate: Callable[[Any, int], dict[str, dict[str, Any]]] | None = None
     finish: Callable[[Any], dict] | None = None
     stop_on_nonfinite: bool = True
+    axis_rules: tuple = sharding.LOGICAL_AXIS_RULES
 
 
 def identity_of(config) -> dict[str, Any]:
@@ -213,7 +216,7 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
         batches = program.batches(start_step)
         for step in range(start_step, total):
             device_batch = program.to_device(next(batches))
-            with jax.set_mesh(program.mesh), sharding.axis_rules():
+            with jax.set_mesh(program.mesh), sharding.axis_rules(program.axis_rules):
                 state, metrics = program.step(state, device_batch)
             pending = metrics if pending is None else jax.tree_util.tree_map(
                 jnp.add, pending, metrics)

@@ -39,6 +39,8 @@ experiments/config_args.py, which is just as strict.
     config.allow_resume_changes   comma list of config keys a resumed run may change ("*": any)
     config.reinit_layers          fine-tuning: re-initialise the pooler and top k layers
     config.mixout_rate            fine-tuning: mixout towards the pretrained weights (0: off)
+    config.tpu_topology           the TPU slice the config is sized for ("v4-32"; "" none):
+                                  benchmarks/tpu_compile.py compiles it for that slice
 """
 
 import ml_collections
@@ -89,4 +91,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.allow_resume_changes = ""
     config.reinit_layers = 0
     config.mixout_rate = 0.0
+    config.tpu_topology = ""
     return config

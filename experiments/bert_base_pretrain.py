@@ -29,6 +29,8 @@ def get_config(arg: str = "phase=1", preset: str = "base"):
     phase = config_args.parse(arg, phase="1")["phase"]
     config = pretrain_defaults.get_config()
     config.model.preset = preset
+    # The paper's 16 TPU chips (BERT-base); `make tpu-check` compiles each phase for it.
+    config.tpu_topology = "v4-32"
     if phase == "1":
         config.num_train_steps = PHASE1_STEPS
     elif phase == "2":
@@ -48,6 +50,7 @@ def get_config(arg: str = "phase=1", preset: str = "base"):
         config.grad_accum_steps = 32
         config.mesh.fsdp = -1
         config.mesh.data = 1
+        config.tpu_topology = "v4-256"
     else:
         raise ValueError(f"phase={phase!r}; expected 1, 2, lamb or lamb2")
     return config

@@ -16,4 +16,6 @@ def get_config(arg: str = "phase=1"):
     config.model.dtype = "bfloat16"
     config.mesh.fsdp = -1
     config.mesh.data = 1
+    if config.optimizer.name != "lamb":
+        config.tpu_topology = "v4-128"  # the paper's 64 TPU chips for BERT-large
     return config

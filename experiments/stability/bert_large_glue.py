@@ -37,6 +37,10 @@ def get_config(arg: str = ""):
     config.data.tfds_data_dir = args["tfds_data_dir"]
     config.data.max_seq_length = 128
     config.init_checkpoint = args["init_checkpoint"]
+    # The checkpoint's architecture is what trains; the preset only tells the ahead-of-time
+    # compile check (benchmarks/tpu_compile.py) what to build for the v4-8 it names.
+    config.model.preset = "large"
+    config.tpu_topology = "v4-8"
     config.sweep.seeds = args["seeds"]
     config.sweep.seeds_per_program = args["seeds_per_program"]
     config.sweep.reinit_layers = 5  # Zhang et al.'s L for BERT-large (24 layers)

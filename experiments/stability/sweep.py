@@ -132,8 +132,9 @@ def _load_existing(path: str, config: ml_collections.ConfigDict) -> dict:
 
 
 def make_trainer(config: ml_collections.ConfigDict, bert_config, num_labels: int,
-                 train_features: dict, seeds_per_program: int):
-    """(SeedTrainer, T) of one arm's config: optimizer, schedule, re-init, mixout and mesh."""
+                 train_features: dict, seeds_per_program: int, devices=None):
+    """(SeedTrainer, T) of one arm's config: optimizer, schedule, re-init, mixout and mesh
+    (over `devices`, default all)."""
     total_steps = sweep.num_train_steps(train_features, config.batch_size,
                                         int(config.num_train_epochs))
     optimizer = optimizers.from_config(config.optimizer, total_steps,
@@ -145,7 +146,7 @@ def make_trainer(config: ml_collections.ConfigDict, bert_config, num_labels: int
         length_buckets=finetune_input.length_buckets_of(config.data.max_seq_length,
                                                         config.data.num_length_buckets)
         if config.data.num_length_buckets else (),
-        mesh=sweep.seed_mesh(seeds_per_program))
+        mesh=sweep.seed_mesh(seeds_per_program, devices))
     return trainer_, total_steps
 
 
