@@ -214,7 +214,7 @@ class CreateInstances(beam.DoFn):
         tokenizer = cpd.load_tokenizer(
             beam_documents.local_vocab_file(self._config.vocab_file), self._config.do_lower_case
         )
-        self._vocab = cpd._vocab_arrays(tokenizer)  # pylint: disable=protected-access
+        self._vocab = cpd.vocab_arrays(tokenizer)
         self._counters = {
             name: beam_documents.counter(name)
             for name in (
@@ -240,33 +240,10 @@ class CreateInstances(beam.DoFn):
             if not spans:
                 continue
             token_ids, spans = _compact_spans(corpus, spans)
-            pairs = instances_lib.assemble_instances(
-                token_ids, spans, config.max_seq_length, vocab["cls_id"], vocab["sep_id"]
-            )
-            masked = instances_lib.create_masked_lm_predictions(
-                pairs.input_ids,
-                pairs.input_mask,
-                vocab["special_token_ids"],
-                config.masked_lm_prob,
-                config.max_predictions_per_seq,
-                vocab["vocab_ids"],
-                vocab["mask_id"],
-                numpy_rng,
-                continuation_ids=vocab["continuation_ids"] if config.do_whole_word_mask else None,
-            )
-            order = numpy_rng.permutation(len(spans))
-            arrays = dict(
-                input_ids=masked.input_ids,
-                input_mask=pairs.input_mask,
-                segment_ids=pairs.segment_ids,
-                masked_lm_positions=masked.masked_lm_positions,
-                masked_lm_ids=masked.masked_lm_ids,
-                masked_lm_weights=masked.masked_lm_weights,
-                next_sentence_labels=pairs.next_sentence_labels[:, None],
-            )
-            self._count(masked.replacement_kind, pairs)
-            self._pending.append({name: value[order] for name, value in arrays.items()})
-            self._pending_rows += len(order)
+            arrays = cpd.masked_instance_arrays(token_ids, spans, config, vocab, numpy_rng)
+            self._count(arrays.pop("replacement_kind"), arrays)
+            self._pending.append(arrays)
+            self._pending_rows += len(arrays["input_ids"])
             if self._pending_rows >= _ENCODE_BATCH_ROWS:
                 yield self._encode_pending()
 
@@ -289,15 +266,15 @@ class CreateInstances(beam.DoFn):
         framed, _ = tfrecord_writer.encode_tfrecords(arrays)
         return framed.tobytes()
 
-    def _count(self, kinds: np.ndarray, pairs: instances_lib.InstanceArrays) -> None:
+    def _count(self, kinds: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         values = dict(
             instances=len(kinds),
-            tokens=int(pairs.input_mask.sum()),
+            tokens=int(arrays["input_mask"].sum()),
             predictions=int((kinds >= 0).sum()),
             replaced_by_mask=int((kinds == 0).sum()),
             kept=int((kinds == 1).sum()),
             replaced_by_random=int((kinds == 2).sum()),
-            random_next=int(pairs.next_sentence_labels.sum()),
+            random_next=int(arrays["next_sentence_labels"].sum()),
         )
         for name, value in values.items():
             self._counters[name].inc(value)

@@ -270,7 +270,7 @@ def _tokenizer_args(config: PretrainingDataConfig) -> tuple:
     return (config.vocab_file, config.do_lower_case, config.tokenizer, config.spm_model_file)
 
 
-def _vocab_arrays(tokenizer) -> dict:
+def vocab_arrays(tokenizer) -> dict:
     """Id arrays the masking needs (data_pipelines.tokenizers.masking_arrays, as a dict)."""
     from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
 
@@ -305,8 +305,20 @@ def create_unit_arrays(
                 corpus, document_index, config.max_seq_length, config.short_seq_prob, python_rng
             )
         )
+    return masked_instance_arrays(corpus.token_ids, spans, config, vocab, numpy_rng)
+
+
+def masked_instance_arrays(
+    token_ids: np.ndarray,
+    spans: list,
+    config: PretrainingDataConfig,
+    vocab: dict,
+    numpy_rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Instance spans -> the seven features and "replacement_kind" of their masked instances, in
+    an order shuffled by numpy_rng (the one path from spans to records, also Beam's)."""
     pairs = instances_lib.assemble_instances(
-        corpus.token_ids, spans, config.max_seq_length, vocab["cls_id"], vocab["sep_id"]
+        token_ids, spans, config.max_seq_length, vocab["cls_id"], vocab["sep_id"]
     )
     masked = instances_lib.create_masked_lm_predictions(
         pairs.input_ids,
@@ -349,7 +361,7 @@ def _unit_statistics(arrays: dict[str, np.ndarray]) -> collections.Counter:
 def _run_unit(task: _UnitTask):
     """One (dupe, block) unit -> (framed TFRecord bytes, framed lengths, statistics)."""
     corpus = _load_corpus(task.corpus_dir)
-    vocab = _vocab_arrays(_cached_tokenizer(*_tokenizer_args(task.config)))
+    vocab = vocab_arrays(_cached_tokenizer(*_tokenizer_args(task.config)))
     arrays = create_unit_arrays(
         corpus, (task.document_begin, task.document_end), task.config, vocab, task.dupe, task.block
     )
