@@ -40,7 +40,7 @@ $(TPU_LIBS)/.installed: requirements-tpu.txt | $(VENV)/.installed
 	touch $@
 
 # Every TPU config compiled ahead of time for the slice it names (config.tpu_topology), no TPU
-# needed; fails if one does not fit its chips' HBM. CPU-heavy: 4-16 minutes per config on 2 cores.
+# needed; fails if one does not fit its chips' HBM. CPU-heavy: 12 min for all six on 2 cores (2026-12-06).
 tpu-check: venv $(TPU_LIBS)/.installed
 	$(TPU_PY) --config=experiments/bert_base_pretrain.py:phase=1
 	$(TPU_PY) --config=experiments/bert_base_pretrain.py:phase=2
