@@ -153,6 +153,21 @@ def _mean_over_interval(pending: dict, steps: int) -> dict[str, Any]:
     return {key: np.asarray(value) / steps for key, value in _flat_metrics(host).items()}
 
 
+def _metrics_to_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A metrics tree as JSON: each leaf {"dtype", "value"} (float32 values round-trip exactly)."""
+    return {key: _metrics_to_json(value) if isinstance(value, Mapping) else
+            {"dtype": str(np.asarray(value).dtype), "value": np.asarray(value).tolist()}
+            for key, value in sharding.to_host(dict(metrics)).items()}
+
+
+def _metrics_from_json(tree: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if tree is None:
+        return None
+    return {key: np.asarray(value["value"], dtype=value["dtype"])
+            if set(value) == {"dtype", "value"} else _metrics_from_json(value)
+            for key, value in tree.items()}
+
+
 def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in metrics.items():
@@ -200,10 +215,10 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
         saved = checkpointer.metadata()
         checkpointing.check_identity(saved.get("identity", {}), program.identity, allowed,
                                      checkpointer.directory)
-        state, _, start_step = checkpointer.restore(program.abstract_state)
+        state, restored_metadata, start_step = checkpointer.restore(program.abstract_state)
         logging.warning("resumed from step %d (%s)", start_step, checkpointer.directory)
     else:
-        state, start_step = program.init_state(), 0
+        state, start_step, restored_metadata = program.init_state(), 0, {}
     total = program.num_train_steps
     logger = metric_logging.MetricLogger(workdir, total, start_step,
                                          tensorboard=config.get("tensorboard", True))
@@ -211,6 +226,10 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
     watcher = PreemptionWatcher()
     outcome: dict[str, Any] = {"train": {}, "eval": {}, "results": {}, "preempted": False}
     pending, interval_start, interval_steps = None, time.perf_counter(), 0
+    # A checkpoint taken inside a logging interval carries the interval's metric sums, so the
+    # resumed run logs the very numbers an uninterrupted run logs (same float32 additions).
+    carried = _metrics_from_json(restored_metadata.get("pending_metrics"))
+    interval_steps = int(restored_metadata.get("pending_steps", 0)) if carried else 0
     skipped_total, trailing_skipped = 0, 0
     try:
         batches = program.batches(start_step)
@@ -218,6 +237,10 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
             device_batch = program.to_device(next(batches))
             with jax.set_mesh(program.mesh), sharding.axis_rules(program.axis_rules):
                 state, metrics = program.step(state, device_batch)
+            if carried is not None:
+                pending = jax.tree_util.tree_map(
+                    lambda sums, m: jax.device_put(sums, m.sharding), carried, metrics)
+                carried = None
             pending = metrics if pending is None else jax.tree_util.tree_map(
                 jnp.add, pending, metrics)
             interval_steps += 1
@@ -262,7 +285,10 @@ def train(program: Program, config, workdir: str) -> dict[str, Any]:
                                               done % config.checkpoint_every_steps == 0):
                 if program.stop_on_nonfinite and config.nan_policy == "stop":
                     _check_finite(state, checkpointer)
-                checkpointer.save(done, state, metadata, wait=preempted)
+                saved_metadata = metadata if pending is None else {
+                    **metadata, "pending_metrics": _metrics_to_json(pending),
+                    "pending_steps": interval_steps}
+                checkpointer.save(done, state, saved_metadata, wait=preempted)
             if preempted:
                 logging.warning("preempted: saved step %d; rerun the command to resume", done)
                 outcome["preempted"] = True

@@ -122,3 +122,46 @@ def test_dynamic_masking_source_trains_and_resumes_exactly(data_cache, tmp_path,
     config.allow_resume_changes = "num_train_steps"
     train.train_and_evaluate(config, resumed)
     assert _losses(resumed) == _losses(str(tmp_path / "straight"))
+
+
+def test_preemption_inside_a_logging_interval_resumes_to_the_same_logged_means(tmp_path):
+    """SIGTERM at step 5 of a run logging every 4 steps: the checkpoint carries the sums of
+    steps 5's interval, so the resumed run logs at step 8 the mean an uninterrupted run logs."""
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+
+    from bertjax import trainer
+
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+
+    def program(kill_at_batch=None):
+        def batches(start):
+            for index in range(start, 8):
+                if index == kill_at_batch:  # the handler is armed after the first step
+                    os.kill(os.getpid(), signal.SIGTERM)
+                yield {"x": np.full([2], 0.1 * (index + 1), np.float32)}
+
+        return trainer.Program(
+            kind="pretrain", mesh=mesh, num_train_steps=8,
+            init_state=lambda: {"w": jnp.zeros([2])}, abstract_state={"w": jnp.zeros([2])},
+            step=jax.jit(lambda s, b: ({"w": s["w"] * 1.1 + b["x"]},
+                                       {"loss": jnp.sum(s["w"] ** 2) / 3.0})),
+            batches=batches, to_device=lambda b: b, identity={}, stop_on_nonfinite=False)
+
+    config = ml_collections.ConfigDict(dict(
+        log_every_steps=4, eval_every_steps=0, checkpoint_every_steps=0, keep_checkpoints=2,
+        async_checkpoints=False, nan_policy="stop", tensorboard=False, allow_resume_changes=""))
+
+    def train_losses(workdir):
+        return [(r["step"], r["loss"]) for r in
+                metric_logging.read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+
+    trainer.train(program(), config, str(tmp_path / "straight"))
+    interrupted = str(tmp_path / "interrupted")
+    assert trainer.train(program(kill_at_batch=4), config, interrupted)["preempted"]
+    assert os.listdir(os.path.join(interrupted, "checkpoints")) == ["5"]
+    assert train_losses(interrupted) == train_losses(tmp_path / "straight")[:1]
+    trainer.train(program(), config, interrupted)
+    assert train_losses(interrupted) == train_losses(tmp_path / "straight")  # steps 4 and 8
