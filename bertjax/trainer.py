@@ -155,9 +155,9 @@ def _mean_over_interval(pending: dict, steps: int) -> dict[str, Any]:
 
 def _metrics_to_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """A metrics tree as JSON: each leaf {"dtype", "value"} (float32 values round-trip exactly)."""
-    return {key: _metrics_to_json(value) if isinstance(value, Mapping) else
-            {"dtype": str(np.asarray(value).dtype), "value": np.asarray(value).tolist()}
-            for key, value in sharding.to_host(dict(metrics)).items()}
+    return jax.tree_util.tree_map(
+        lambda leaf: {"dtype": str(leaf.dtype), "value": leaf.tolist()},
+        sharding.to_host(dict(metrics)))
 
 
 def _metrics_from_json(tree: Mapping[str, Any] | None) -> dict[str, Any] | None:

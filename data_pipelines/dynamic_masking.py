@@ -375,26 +375,26 @@ class _Raised(NamedTuple):
     error: BaseException
 
 
+def _put(items: queue.Queue, item, stop: threading.Event) -> bool:
+    """Puts `item`, waiting for room; False if `stop` was set first (the consumer is gone)."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _fill(iterator, items: queue.Queue, stop: threading.Event) -> None:
     try:
         for item in iterator:
-            while not stop.is_set():
-                try:
-                    items.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
+            if not _put(items, item, stop):
                 return
         item = _END
     except BaseException as error:  # pylint: disable=broad-except
         item = _Raised(error)
-    while not stop.is_set():
-        try:
-            items.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
+    _put(items, item, stop)
 
 
 class _Prefetcher:
