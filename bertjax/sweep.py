@@ -27,7 +27,10 @@ Models: Weight Initializations, Data Orders, and Early Stopping") separate them:
 Each defaults to the run seed; fixing one and varying the others isolates its effect.
 
 Per seed the engine records the training loss at every step, the per-layer gradient norms
-(bertjax.grad_norms, recorded inside the step) at chosen steps, and the final dev metrics.
+(bertjax.grad_norms, recorded inside the step) at chosen steps, the final dev metrics, and,
+when the loop's `eval_every_steps` is set, the dev metrics at every evaluation (`dev_history`:
+the last-versus-best checkpoint comparison of Mosbach et al. 2021 and Dodge et al. 2020's early
+stopping need them; scoring reads the params only, so it changes nothing in training).
 
 Shape legend: K seeds in one program, B batch, S sequence length, C classes, T train steps.
 """
@@ -273,8 +276,13 @@ class SeedTrainer:
 
     def program(self, pretrained_bert: Any, train_features: Mapping[str, np.ndarray],
                 seeds: Sequence[SeedComponents], *, batch_size: int, num_epochs: int,
-                identity: Mapping[str, Any] | None = None) -> trainer_lib.Program:
-        """The K seeds' training as a trainer.Program (see the module docstring)."""
+                identity: Mapping[str, Any] | None = None,
+                dev_features: Mapping[str, np.ndarray] | None = None,
+                score_fn: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+                eval_batch_size: int = 64) -> trainer_lib.Program:
+        """The K seeds' training as a trainer.Program (see the module docstring). With
+        `dev_features` and `score_fn`, its evaluation scores every seed on the dev set and logs
+        one vector [K] per metric under split "dev"."""
         check_pretrained(self.task, pretrained_bert, self.max_seq_length)
         if np.shape(train_features["input_ids"])[1] != self.max_seq_length:
             raise ValueError(f"train input_ids have S={np.shape(train_features['input_ids'])[1]}"
@@ -286,6 +294,14 @@ class SeedTrainer:
         data_seeds = [seed.data_seed for seed in seeds]
         batch_sharding = NamedSharding(mesh, P("data"))
         seed_list = [dataclasses.asdict(seed) for seed in seeds]
+        evaluate = None
+        if dev_features is not None and score_fn is not None:
+            def evaluate(state, step):
+                del step
+                predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
+                scores = [score_fn(seed_predictions, labels) for seed_predictions in predictions]
+                return {"dev": {name: np.asarray([float(score[name]) for score in scores])
+                                for name in scores[0]}}
         return trainer_lib.Program(
             kind="sweep", mesh=mesh,
             num_train_steps=num_train_steps(features, batch_size, num_epochs),
@@ -298,7 +314,7 @@ class SeedTrainer:
             identity={**dict(identity or {}), "seeds": seed_list, "batch_size": batch_size,
                       "num_epochs": num_epochs},
             tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
-            stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
+            evaluate=evaluate, stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
 
     def abstract_state(self, pretrained_bert: Any, seeds: Sequence[SeedComponents]
                        ) -> train_step.TrainState:
@@ -354,7 +370,8 @@ class SeedTrainer:
           grad_norm_first_steps, grad_norm_every: which steps' gradient norms are recorded.
           workdir: where checkpoints and metrics.jsonl go; rerunning with the same workdir
             resumes (default: a temporary folder, removed afterwards).
-          config: the loop's settings (default `loop_config()`).
+          config: the loop's settings (default `loop_config()`); its `eval_every_steps` (> 0)
+            scores every seed on the dev set that often (and at the end) into `dev_history`.
           identity: the values that define this sweep (checked on resume).
         """
         if not seeds:
@@ -372,12 +389,13 @@ class SeedTrainer:
             groups = [list(seeds)]
         else:
             groups = [[seed] for seed in seeds]
-        states, histories = [], []
+        states, histories, dev_histories = [], [], []
         for index, group in enumerate(groups):
             folder = workdir if vectorised else storage.join(workdir, f"seed_{index}")
             program = self.program(pretrained_bert, train_features, group,
                                    batch_size=batch_size, num_epochs=num_epochs,
-                                   identity=identity)
+                                   identity=identity, dev_features=dev_features,
+                                   score_fn=score_fn, eval_batch_size=eval_batch_size)
             captured = {}
             program.finish = lambda state, captured=captured: captured.update(state=state) or {}
             trainer_lib.train(program, config, folder)
@@ -385,10 +403,15 @@ class SeedTrainer:
                 raise InterruptedError(f"sweep chunk in {folder} was preempted; rerun to resume")
             states.append(captured["state"])
             histories.append(_history(folder, program.num_train_steps))
+            dev_histories.append(_dev_history(folder))
         state = states[0] if vectorised else jax.tree.map(
             lambda *leaves: jnp.concatenate(leaves), *states)
         history = histories[0] if vectorised else {
             key: np.concatenate([h[key] for h in histories], axis=1) for key in histories[0]}
+        dev_history = dev_histories[0] if vectorised else {
+            key: (dev_histories[0][key] if key == "steps" else
+                  np.concatenate([h[key] for h in dev_histories], axis=1))
+            for key in dev_histories[0]}
         total_steps = num_train_steps(_training_features(train_features), batch_size, num_epochs)
         kept_steps = grad_norm_steps(total_steps, grad_norm_first_steps, grad_norm_every)
         if dev_features is not None:
@@ -407,6 +430,9 @@ class SeedTrainer:
                 "grad_norms": {group: [float(history[f"grad_norms/{group}"][t, k])
                                        for t in kept_steps] for group in groups_names},
                 "nonfinite_step": int(nonfinite[k]),
+                "dev_history": {key: (list(values) if key == "steps" else
+                                      [float(x) for x in values[:, k]])
+                                for key, values in dev_history.items()},
             })
         learning_rate = [float(x) for x in np.asarray(self.schedule(jnp.arange(total_steps)))]
         return SeedsResult(state, records, learning_rate, kept_steps)
@@ -432,6 +458,17 @@ class SeedTrainer:
         if positions:  # bucketed: back to file order
             predictions = predictions[:, np.argsort(np.concatenate(positions), kind="stable")]
         return predictions, labels
+
+
+def _dev_history(workdir: str) -> dict[str, Any]:
+    """{"steps": [E], metric: [E, K]} of a chunk's dev evaluations ({} when none ran)."""
+    records = [r for r in metric_logging.read_jsonl(storage.join(workdir, "metrics.jsonl"))
+               if r["split"] == "dev"]
+    if not records:
+        return {}
+    keys = [k for k in records[0] if k not in ("step", "split")]
+    return {"steps": [int(r["step"]) for r in records],
+            **{key: np.asarray([np.atleast_1d(r[key]) for r in records]) for key in keys}}
 
 
 def _history(workdir: str, total_steps: int) -> dict[str, np.ndarray]:

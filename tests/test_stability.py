@@ -249,6 +249,9 @@ def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
                                          "classifier"}
     assert all(len(v) == len(mosbach["grad_norm_steps"]) for v in record["grad_norms"].values())
     assert mosbach["majority_baseline"]["accuracy"] == pytest.approx(4 / 24)
+    # Dev scored after every epoch (sweep.dev_evals_per_epoch = 1): 20 scores, the last final.
+    assert record["dev_history"]["steps"] == list(range(3, 61, 3))
+    assert record["dev_history"]["accuracy"][-1] == record["dev_metrics"]["accuracy"]
 
     # A rerun resumes (nothing left to train); a changed config is refused.
     modified = os.path.getmtime(paths[0])

@@ -74,6 +74,29 @@ def test_vectorised_seeds_equal_seeds_run_one_by_one(tiny):
     assert together.records[0]["train_loss"] != together.records[1]["train_loss"]
 
 
+def test_dev_history_scores_every_epoch_without_changing_training(tiny):
+    config, pretrained = tiny
+    train, dev = _features(24, 0), _features(20, 1)
+    opt = optimizers.create_optimizer(5e-3, 3 * 3, 1, optimizer="bert_adam")
+    trainer = sweep.SeedTrainer(tasks.classification(config, NUM_LABELS), opt.tx, opt.schedule,
+                                max_seq_length=S, mesh=sweep.seed_mesh(2))
+    seeds = sweep.seed_components([0, 1])
+    kwargs = dict(batch_size=8, num_epochs=3, score_fn=_accuracy, eval_batch_size=8)
+    plain = trainer.run(pretrained, train, dev, seeds, **kwargs)
+    scored = trainer.run(pretrained, train, dev, seeds,
+                         config=sweep.loop_config(eval_every_steps=3), **kwargs)
+    alone = trainer.run(pretrained, train, dev, seeds, vectorised=False,
+                        config=sweep.loop_config(eval_every_steps=3), **kwargs)
+    for a, b, c in zip(plain.records, scored.records, alone.records):
+        assert a["train_loss"] == b["train_loss"]  # scoring reads the params only
+        assert a["dev_history"] == {}
+        history = b["dev_history"]
+        assert history["steps"] == [3, 6, 9] and len(history["accuracy"]) == 3
+        # The last evaluation is the final model, scored as dev_metrics is.
+        assert history["accuracy"][-1] == b["dev_metrics"]["accuracy"]
+        assert c["dev_history"] == history
+
+
 def test_seed_components_vary_what_they_should(tiny):
     config, pretrained = tiny
     assert sweep.seed_components([3, 4], data_seed=9) == [

@@ -76,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
         seeds=25, first_seed=0, init_seed=-1, data_seed=-1, dropout_seed=-1,
         seeds_per_program=8,  # K seeds per compiled program; a multiple of the devices
         grad_norm_first_steps=50, grad_norm_every=10,
+        # Dev scores of every seed this many times per epoch (the last-versus-best checkpoint
+        # comparison); 0: only at the end.
+        dev_evals_per_epoch=1,
         # What the reinit, llrd and mixout arms switch on, per model size.
         reinit_layers=5, layerwise_lr_decay=0.95, mixout_rate=0.7))
     return config

@@ -8,8 +8,9 @@ Each chunk of `sweep.seeds_per_program` seeds is one run of the training loop (b
 through bertjax.sweep.SeedTrainer) in WORKDIR/<task>/<arm>/seeds_<first>-<last>/: checkpoints,
 exact resume mid-chunk, SIGTERM, progress bar. For each arm it writes WORKDIR/<task>/<arm>.json:
 the arm's config, the majority-class baseline, the learning-rate schedule, and one record per
-seed (seed components, final dev metrics, the training loss at every step, per-layer gradient
-norms at the recorded steps). The file is rewritten (atomically) after every chunk, and a rerun
+seed (seed components, final dev metrics, the dev metrics after every epoch (`dev_history`,
+`sweep.dev_evals_per_epoch` times per epoch; 0: none), the training loss at every step,
+per-layer gradient norms at the recorded steps). The file is rewritten (atomically) after every chunk, and a rerun
 skips the seeds it already holds (so an interrupted sweep resumes, raising `seeds` extends one,
 and other arms can be added later). A rerun whose arm config differs in anything but
 `sweep.seeds`, `sweep.seeds_per_program` and the list of arms is refused, naming the keys.
@@ -32,7 +33,9 @@ from data_pipelines import finetune_input, glue, storage, tokenization, tokenize
 
 # Config keys that may change between runs sharing a workdir: how many seeds, how they are
 # chunked, and which other arms the command runs (plus the loop's runtime settings).
-_RESUMABLE_KEYS = ("sweep.seeds", "sweep.seeds_per_program", "sweep.arms", "arm")
+# How often dev is scored reads the params only, so it changes nothing trained either.
+_RESUMABLE_KEYS = ("sweep.seeds", "sweep.seeds_per_program", "sweep.arms", "arm",
+                   "sweep.dev_evals_per_epoch")
 
 
 class TaskData:
@@ -168,6 +171,10 @@ def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pret
     per_program = min(settings.seeds_per_program, max(len(todo), 1))
     trainer_, total_steps = make_trainer(config, bert_config, data.num_labels, data.train,
                                          per_program)
+    loop = ml_collections.ConfigDict(config.to_dict())
+    if settings.get("dev_evals_per_epoch", 0) > 0:
+        steps_per_epoch = total_steps // int(config.num_train_epochs)
+        loop.eval_every_steps = max(1, steps_per_epoch // settings.dev_evals_per_epoch)
     header = {"task": data.name, "arm": config.arm, "config": config.to_dict(),
               "identity": arm_identity(config), "primary_metric": settings.primary_metric,
               "majority_baseline": data.majority_baseline, "task_description": data.description,
@@ -187,7 +194,7 @@ def run_arm(config: ml_collections.ConfigDict, data: TaskData, bert_config, pret
                               score_fn=data.score_fn, eval_batch_size=config.eval_batch_size,
                               grad_norm_first_steps=settings.grad_norm_first_steps,
                               grad_norm_every=settings.grad_norm_every, workdir=chunk_dir,
-                              config=config, identity=arm_identity(config))
+                              config=loop, identity=arm_identity(config))
         chunk_seconds.append(time.time() - began)
         records = sorted(records + result.records[:len(chunk)], key=lambda r: r["run_seed"])
         storage.write_text(path, json.dumps({
