@@ -20,7 +20,7 @@ from bertjax import config as bert_config_lib
 from bertjax import convert, modeling, reinit
 from data_pipelines import tokenization
 from data_pipelines import docstring_topics
-from experiments.stability import analyze, arms, bert_large_glue
+from experiments.stability import analyze, arms, bert_large_glue, lr_grid
 from experiments.stability import sweep as stability_sweep
 
 S = 32
@@ -279,6 +279,53 @@ def test_sweep_and_analysis_end_to_end(checkpoint, tmp_path):
     with open(os.path.join(out_dir, "summary.md")) as f:
         table = f.read()
     assert f"| docstring_topics | mosbach | accuracy | 2 | {summary[1]['mean']:.1f} |" in table
+
+
+def test_failure_rate_intervals_are_clopper_pearson():
+    # Hand-worked exact intervals: 0 of n -> (0, 1 - (alpha/2)^(1/n)); k of n symmetric.
+    low, high = lr_grid.failure_interval(0, 10)
+    assert low == 0 and high == pytest.approx(1 - 0.025 ** (1 / 10), abs=1e-6)  # 0.3085
+    low, high = lr_grid.failure_interval(10, 10)
+    assert high == 1 and low == pytest.approx(0.025 ** (1 / 10), abs=1e-6)
+    low, high = lr_grid.failure_interval(5, 10)
+    assert (low, high) == pytest.approx((0.18709, 0.81291), abs=1e-4)
+
+
+def test_learning_rate_grid_runs_resumes_and_summarises(checkpoint, tmp_path):
+    config = _tiny_config(checkpoint)
+    config.sweep.arms = ("devlin",)
+    workdir = str(tmp_path / "grid")
+    rates = [1e-3, 3.0]  # 3.0 wrecks the model: every seed ends on one class
+    paths = lr_grid.run_grid(config, rates, workdir)
+    assert [os.path.relpath(p, workdir) for p in paths] == [
+        f"lr_{rate:g}/docstring_topics/devlin.json" for rate in rates]
+    modified = [os.path.getmtime(p) for p in paths]
+    lr_grid.run_grid(config, rates, workdir)  # every cell done: nothing retrained
+    assert [os.path.getmtime(p) for p in paths] == modified
+
+    out_dir = str(tmp_path / "out")
+    rows = lr_grid.analyze_grid([workdir], out_dir)
+    with open(os.path.join(out_dir, "summary.json")) as f:
+        assert json.load(f) == rows
+    assert [(r["arm"], r["learning_rate"]) for r in rows] == [("devlin", 1e-3), ("devlin", 3.0)]
+    for row, path in zip(rows, paths):
+        with open(path) as f:
+            cell = json.load(f)
+        assert cell["config"]["optimizer"]["learning_rate"] == row["learning_rate"]
+        last = np.asarray([100 * r["dev_metrics"]["accuracy"] for r in cell["records"]])
+        best = np.asarray([100 * max(r["dev_history"]["accuracy"]) for r in cell["records"]])
+        baseline = 100 * cell["majority_baseline"]["accuracy"]
+        assert row["seeds"] == 2 and row["failed"] == int(np.sum(last <= baseline + 1e-9))
+        assert row["failure_ci"] == list(lr_grid.failure_interval(row["failed"], 2))
+        assert row["mean"] == pytest.approx(np.mean(last))
+        assert row["best_mean"] == pytest.approx(np.mean(best)) and row["best_mean"] >= row["mean"]
+        assert row["last_minus_best"] == pytest.approx(np.mean(last - best))
+    assert rows[1]["failed"] == 2  # lr 3.0: collapsed
+    for name in ["failure_rate.png", "last_vs_best.png", "grad_norms_docstring_topics.png"]:
+        with open(os.path.join(out_dir, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+    with open(os.path.join(out_dir, "summary.md")) as f:
+        assert "| docstring_topics | devlin | 3 | 9 | 2 | 2 | 100% (16%-100%) |" in f.read()
 
 
 def test_restricted_vocabulary_gives_the_same_outputs(inputs):
