@@ -35,7 +35,7 @@ def test_readme_quickstart_in_a_fresh_copy_with_its_relative_workdir(tmp_path):
     env = {**os.environ, "PYTHONPATH": clone}  # the copy's code, not this checkout's
     result = subprocess.run(
         [sys.executable, "-m", "experiments.quickstart", "--workdir=workdirs/quickstart",
-         "--steps=4", "--finetune_epochs=0.1"],
+         "--steps=4", "--finetune_epochs=0.1", "--seeds=2"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     workdir = os.path.join(clone, "workdirs", "quickstart")
@@ -43,7 +43,11 @@ def test_readme_quickstart_in_a_fresh_copy_with_its_relative_workdir(tmp_path):
     assert summary["BERT-base parameters (with pooler / with heads)"] == "109,482,240 / 110,106,428"
     # Every stage wrote inside the relative workdir, under the copy: checkpoints, exports, data.
     assert sorted(os.listdir(os.path.join(workdir, "pretrain", "checkpoints"))) == ["4"]
-    for stage in ("pretrain", "finetune_pretrained", "finetune_scratch", "finetune_minilm"):
+    for stage in ("pretrain", "finetune_pretrained/seed_0", "finetune_pretrained/seed_1",
+                  "finetune_scratch/seed_0", "finetune_scratch/seed_1", "finetune_minilm"):
         assert os.path.isfile(os.path.join(workdir, stage, "export", "config.json")), stage
+    downstream = summary["downstream"]
+    for arm in ("pretrained", "random_init"):
+        assert downstream[arm]["seeds"] == 2 and len(downstream[arm]["scores"]) == 2
     assert os.listdir(os.path.join(workdir, "data"))
     assert "bertjax quickstart summary" in result.stdout
