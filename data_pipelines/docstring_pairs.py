@@ -18,15 +18,16 @@ its position alone tells nothing.
 
 Dev examples come from different modules than training examples (docstring_topics.split_modules:
 every 3rd module of a topic in sorted order), and dev candidates with a sentence that occurs in a
-training candidate (inherited or copied docstrings) are dropped. Everything is sorted and drawn
+training candidate (inherited or copied docstrings) are dropped, as are, per split, the topics
+whose candidates all come from one docstring (no negatives to draw). Everything is sorted and drawn
 with fixed numpy seeds: a given Python version always yields the same task.
 
 Measured on Python 3.11.7 with the defaults (`python -m data_pipelines.docstring_pairs` prints
-the counts and lengths): 603 training and 305 dev candidates, 483 and 240 distinct, 203 dev left
-after dropping shared sentences; hence 320 training examples (160 next / 160 not_next) and 200 dev
+the counts and lengths): 603 training and 305 dev candidates, 483 and 240 distinct, 201 dev left
+after the drops above; hence 320 training examples (160 next / 160 not_next) and 200 dev
 (100 / 100): the majority baseline is exactly 50% (RTE's is 52.7%). In word pieces of the
-untruncated [CLS] A [SEP] B [SEP] (bert-base-uncased vocab), train / dev: median 43 / 43.5, 75th
-percentile 54 / 55, 90th 66 / 68, 95th 70 / 73, max 108 / 98; 11% / 14.5% exceed 64 (the
+untruncated [CLS] A [SEP] B [SEP] (bert-base-uncased vocab), train / dev: median 43 / 44, 75th
+percentile 54 / 56, 90th 66 / 68, 95th 70 / 75, max 108 / 98; 11% / 15.5% exceed 64 (the
 fine-tuning configs' max_seq_length: those lose the tail of their longer sentence, as GLUE pairs).
 
     from data_pipelines import docstring_pairs
@@ -37,6 +38,7 @@ fine-tuning configs' max_seq_length: those lose the tail of their longer sentenc
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import sys
@@ -84,6 +86,14 @@ def _unique(items: list[Candidate]) -> list[Candidate]:
     return list(first.values())
 
 
+def _with_negatives(pool: list[Candidate]) -> list[Candidate]:
+    # A topic whose pairs (in this split) all come from one docstring has no negatives to give.
+    sources = collections.defaultdict(set)
+    for candidate in pool:
+        sources[candidate.topic].add(candidate.source)
+    return [candidate for candidate in pool if len(sources[candidate.topic]) >= 2]
+
+
 def _examples(split: str, pool: list[Candidate], limit: int, seed: int) -> list[GlueExample]:
     """Up to `limit` examples from the split's candidate pool, half `next` (see the module
     docstring); `pool` also supplies the negatives' second sentences."""
@@ -125,9 +135,10 @@ def build(topics: Sequence[tuple[str, Sequence[str]]] = docstring_topics.TOPICS,
         train_pool += candidates(topic, train_names, min_sentence_words)
         dev_pool += candidates(topic, dev_names, min_sentence_words)
         train_modules[topic], dev_modules[topic] = train_names, dev_names
-    train_pool = _unique(train_pool)
+    train_pool = _with_negatives(_unique(train_pool))
     seen = {s for c in train_pool for s in (c.first, c.second)}
-    dev_pool = [c for c in _unique(dev_pool) if c.first not in seen and c.second not in seen]
+    dev_pool = _with_negatives([c for c in _unique(dev_pool)
+                                if c.first not in seen and c.second not in seen])
     for split, pool in (("train", train_pool), ("dev", dev_pool)):
         if len(pool) < 2:
             raise ValueError(f"docstring_pairs: {len(pool)} {split} candidate pairs; need 2 or "

@@ -8,7 +8,7 @@ docstring (negatives from other docstrings of the same package)? 320 training pa
 each class exactly half, split by module; the examples go through the GLUE pair features
 ([CLS] A [SEP] B [SEP], segment ids 0 then 1). Length in word pieces (bert-base-uncased vocab,
 Python 3.11.7, `python -m data_pipelines.docstring_pairs`): median 43, 90th percentile 66 (train)
-/ 68 (dev), max 108; at max_seq_length 64, 11% / 14.5% of the pairs lose the tail of their longer
+/ 68 (dev), max 108; at max_seq_length 64, 11% / 15.5% of the pairs lose the tail of their longer
 sentence, which keeps the sweeps' cost at the docstring_topics configs' scale.
 """
 

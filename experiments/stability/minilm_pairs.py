@@ -5,7 +5,7 @@ The real MiniLM weights, arms, seeds and settings of minilm_docstrings.py (share
 sentence B follow sentence A in a standard-library docstring? 320 training pairs, 200 dev, both
 classes exactly half, dev split by module): a binary task with a majority baseline of 50%, as
 RTE's, where Mosbach et al.'s failed runs sit. Pairs are cut at 64 word pieces: the median pair
-is 43, the 90th percentile 66-68, and 11% (train) / 14.5% (dev) lose the tail of their longer
+is 43, the 90th percentile 66-68, and 11% (train) / 15.5% (dev) lose the tail of their longer
 sentence (`python -m data_pipelines.docstring_pairs`).
 
     python -m experiments.stability.sweep \\
