@@ -48,7 +48,8 @@ FUNCTION_DOC = {  # a function in each .b module: a second dev docstring per top
 PAIRS = {  # (topic, split) -> the consecutive pairs, by hand
     ("red", "train"): [("Red package opens with this sentence.", "It has a second sentence here."),
                        ("Alpha red sentence one is here.", "Alpha red sentence two follows."),
-                       ("A new paragraph starts right here.", "Its second sentence closes it now.")],
+                       ("A new paragraph starts right here.",
+                        "Its second sentence closes it now.")],
     ("red", "dev"): [("Bravo red dev sentence one.", "Bravo red dev sentence two."),
                      ("Red function docstring sentence one.",
                       "Red function docstring sentence two.")],

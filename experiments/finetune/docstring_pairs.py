@@ -13,22 +13,15 @@ sentence, which keeps the sweeps' cost at the docstring_topics configs' scale.
 """
 
 from experiments import config_args
-from experiments.finetune import defaults
+from experiments.finetune import docstring_topics
 
 
 def get_config(arg: str = ""):
     args = config_args.parse(arg, runlocal=False)
-    config = defaults.get_config()
-    config.task = "docstring_pairs"
-    config.data.max_seq_length = 64
+    config = docstring_topics.offline_config("docstring_pairs", args["runlocal"])
     config.data.max_train_examples = 320
     config.data.max_dev_examples = 200
-    config.batch_size = 16
-    config.eval_batch_size = 32
-    config.num_train_epochs = 5.0
-    config.log_every_steps = 10
     if args["runlocal"]:
-        config.num_train_epochs = 1.0
         config.data.max_train_examples = 32
         config.data.max_dev_examples = 32
     return config
