@@ -10,7 +10,8 @@ model's predictions into the official metrics and a predictions file:
          predictions via the original n-best / null-threshold post-processing, scored as the
          official evaluate-v1.1 / v2.0 scripts.
   ner    CoNLL-2003 files (config.data.train_file / eval_file); entity-level F1.
-  docstring_topics  the offline real-text task of experiments/stability; accuracy.
+  docstring_topics  the offline real-text tasks of experiments/stability, built from the stdlib's
+  docstring_pairs   docstrings (data_pipelines.docstring_topics / docstring_pairs); accuracy.
 """
 
 from __future__ import annotations
@@ -62,10 +63,29 @@ def prepare(config, bert_config, tokenizer) -> FinetuneData:
         return _squad(config, bert_config, tokenizer)
     if family == "ner":
         return _ner(config, bert_config, tokenizer)
-    if family == "docstring_topics":
-        return _docstring_topics(config, bert_config, tokenizer)
-    raise ValueError(f"config.task={family!r}; expected 'glue', 'squad', 'ner' or "
-                     "'docstring_topics'")
+    if family in OFFLINE_TASKS:
+        return _offline(config, bert_config, tokenizer)
+    raise ValueError(f"config.task={family!r}; expected 'glue', 'squad', 'ner' or one of "
+                     f"{OFFLINE_TASKS}")
+
+
+OFFLINE_TASKS = ("docstring_topics", "docstring_pairs")
+
+
+def build_offline_task(config):
+    """The docstring task config.task names (a data_pipelines.docstring_topics.DocstringTask:
+    train, dev, labels, describe()), sized by config.data."""
+    # Imported here: building them imports many stdlib packages that other tasks do not need.
+    from data_pipelines import docstring_pairs, docstring_topics  # pylint: disable=C0415
+
+    data = config.data
+    if config.task == "docstring_topics":
+        return docstring_topics.build(max_train_per_topic=data.max_train_per_topic,
+                                      max_dev_per_topic=data.max_dev_per_topic)
+    if config.task == "docstring_pairs":
+        return docstring_pairs.build(max_train_examples=data.max_train_examples,
+                                     max_dev_examples=data.max_dev_examples)
+    raise ValueError(f"config.task={config.task!r} is not one of {OFFLINE_TASKS}")
 
 
 def _glue(config, bert_config, tokenizer) -> FinetuneData:
@@ -93,14 +113,12 @@ def _glue(config, bert_config, tokenizer) -> FinetuneData:
                         eval_sets, None if task_info.is_regression else list(task_info.label_list))
 
 
-def _docstring_topics(config, bert_config, tokenizer) -> FinetuneData:
-    """The offline topic classification of stdlib docstrings (data_pipelines.docstring_topics):
-    real text, no download; scored by accuracy."""
-    from data_pipelines import docstring_topics, glue
+def _offline(config, bert_config, tokenizer) -> FinetuneData:
+    """An offline task of stdlib docstrings (build_offline_task): real text, no download; topic
+    classification or sentence pairs, through GLUE's features; scored by accuracy."""
+    from data_pipelines import glue
 
-    built = docstring_topics.build(
-        max_train_per_topic=config.data.max_train_per_topic,
-        max_dev_per_topic=config.data.max_dev_per_topic)
+    built = build_offline_task(config)
 
     def features(examples):
         return glue.convert_examples_to_features(examples, tokenizer, config.data.max_seq_length,

@@ -15,7 +15,7 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and out
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
-FINETUNE_TASKS = ("glue", "squad", "ner", "docstring_topics")
+FINETUNE_TASKS = ("glue", "squad", "ner", "docstring_topics", "docstring_pairs")
 
 
 def main(argv):

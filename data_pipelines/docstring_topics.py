@@ -46,8 +46,9 @@ TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 @dataclasses.dataclass(frozen=True)
-class DocstringTopics:
-    """The task: examples, label names in id order, and which modules went where."""
+class DocstringTask:
+    """A task built from docstrings (this one, or data_pipelines.docstring_pairs): examples,
+    label names in id order, and which modules (per topic) went where."""
 
     train: list[GlueExample]
     dev: list[GlueExample]
@@ -55,11 +56,12 @@ class DocstringTopics:
     train_modules: dict[str, list[str]]
     dev_modules: dict[str, list[str]]
     python_version: str
+    name: str = "docstring_topics"
 
     def describe(self) -> dict:
         counts = lambda examples: {label: sum(e.label == label for e in examples)  # noqa: E731
                                    for label in self.labels}
-        return {"name": "docstring_topics", "labels": list(self.labels),
+        return {"name": self.name, "labels": list(self.labels),
                 "train_counts": counts(self.train), "dev_counts": counts(self.dev),
                 "train_modules": self.train_modules, "dev_modules": self.dev_modules,
                 "python_version": self.python_version}
@@ -91,21 +93,45 @@ def _is_prose(paragraph: str) -> bool:
     return not any(line.startswith((">>>", "...", " ", "\t")) for line in paragraph.splitlines())
 
 
-def module_paragraphs(module_name: str, min_words: int = 8) -> list[str]:
-    """Prose paragraphs of a module's docstrings (whitespace collapsed), at least min_words long."""
+def docstring_paragraphs(module_name: str, min_words: int = 8) -> list[list[str]]:
+    """Per docstring of a module (corpora.module_docstrings' order), its prose paragraphs
+    (whitespace collapsed), each at least min_words long; docstrings with none are kept as []."""
     module = importlib.import_module(module_name)
-    paragraphs = []
+    docstrings = []
     for text in corpora.module_docstrings(module):
+        paragraphs = []
         for paragraph in re.split(r"\n\s*\n", text):
             if not _is_prose(paragraph):
                 continue
             words = paragraph.split()
             if len(words) >= min_words:
                 paragraphs.append(" ".join(words))
-    return paragraphs
+        docstrings.append(paragraphs)
+    return docstrings
 
 
-def _subsample(items: list, limit: int, seed: int) -> list:
+def module_paragraphs(module_name: str, min_words: int = 8) -> list[str]:
+    """Prose paragraphs of a module's docstrings (whitespace collapsed), at least min_words long."""
+    return [paragraph for paragraphs in docstring_paragraphs(module_name, min_words)
+            for paragraph in paragraphs]
+
+
+def split_modules(label: str, packages: Sequence[str], dev_every: int) -> tuple[list[str],
+                                                                               list[str]]:
+    """(train, dev) module names of one topic: within its sorted modules, module i goes to dev
+    when i % dev_every == dev_every - 1. A topic too small to put modules in both is an error."""
+    if dev_every < 2:
+        raise ValueError(f"dev_every must be at least 2, got {dev_every}")
+    modules = sorted(name for package in packages for name in package_modules(package))
+    dev_names = [name for i, name in enumerate(modules) if i % dev_every == dev_every - 1]
+    train_names = [name for name in modules if name not in dev_names]
+    if not dev_names or not train_names:
+        raise ValueError(f"topic {label!r} has modules {modules}: too few to split train/dev "
+                         "by module")
+    return train_names, dev_names
+
+
+def subsample(items: list, limit: int, seed: int) -> list:
     if len(items) <= limit:
         return items
     chosen = np.random.default_rng(seed).choice(len(items), size=limit, replace=False)
@@ -114,7 +140,7 @@ def _subsample(items: list, limit: int, seed: int) -> list:
 
 def build(topics: Sequence[tuple[str, Sequence[str]]] = TOPICS, *, max_train_per_topic: int = 60,
           max_dev_per_topic: int = 40, dev_every: int = 3, min_words: int = 8,
-          seed: int = 0) -> DocstringTopics:
+          seed: int = 0) -> DocstringTask:
     """Builds the task deterministically (see the module docstring).
 
     Args:
@@ -124,25 +150,18 @@ def build(topics: Sequence[tuple[str, Sequence[str]]] = TOPICS, *, max_train_per
         dev_every - 1 (a topic with a single module puts nothing in dev: an error).
       min_words: shortest paragraph kept.
     """
-    if dev_every < 2:
-        raise ValueError(f"dev_every must be at least 2, got {dev_every}")
     train, dev = [], []
     train_modules, dev_modules = {}, {}
     for topic_index, (label, packages) in enumerate(topics):
-        modules = sorted(name for package in packages for name in package_modules(package))
-        dev_names = [name for i, name in enumerate(modules) if i % dev_every == dev_every - 1]
-        train_names = [name for name in modules if name not in dev_names]
-        if not dev_names or not train_names:
-            raise ValueError(f"topic {label!r} has modules {modules}: too few to split train/dev "
-                             "by module")
+        train_names, dev_names = split_modules(label, packages, dev_every)
         train_texts = list(dict.fromkeys(p for name in train_names
                                          for p in module_paragraphs(name, min_words)))
         seen = set(train_texts)
         dev_texts = [p for p in dict.fromkeys(p for name in dev_names
                                               for p in module_paragraphs(name, min_words))
                      if p not in seen]
-        train_texts = _subsample(train_texts, max_train_per_topic, seed + 2 * topic_index)
-        dev_texts = _subsample(dev_texts, max_dev_per_topic, seed + 2 * topic_index + 1)
+        train_texts = subsample(train_texts, max_train_per_topic, seed + 2 * topic_index)
+        dev_texts = subsample(dev_texts, max_dev_per_topic, seed + 2 * topic_index + 1)
         if not train_texts or not dev_texts:
             raise ValueError(f"topic {label!r}: {len(train_texts)} train and {len(dev_texts)} dev "
                              "paragraphs; need both")
@@ -151,7 +170,7 @@ def build(topics: Sequence[tuple[str, Sequence[str]]] = TOPICS, *, max_train_per
         dev += [GlueExample(f"dev-{label}-{i}", text, None, label)
                 for i, text in enumerate(dev_texts)]
         train_modules[label], dev_modules[label] = train_names, dev_names
-    return DocstringTopics(train, dev, tuple(label for label, _ in topics), train_modules,
+    return DocstringTask(train, dev, tuple(label for label, _ in topics), train_modules,
                            dev_modules, sys.version.split()[0])
 
 

@@ -9,7 +9,8 @@ with its reason. Settings are changed from the command line with ml_collections'
 once), and a config file's own arguments (`--config=FILE.py:task=rte,runlocal`) go through
 experiments/config_args.py, which is just as strict.
 
-    config.task                   "pretrain" | "glue" | "squad" | "ner" | "docstring_topics"
+    config.task                   "pretrain" | "glue" | "squad" | "ner" | "docstring_topics" |
+                                  "docstring_pairs"
     config.seed                   params init, head init and dropout (data has data.seed)
     config.init_checkpoint        HF folder, original TF checkpoint or bertjax export to start from
     config.model.*                a preset (tiny ... large) plus BertConfig fields; with an

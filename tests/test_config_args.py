@@ -75,9 +75,10 @@ def _keys(config, prefix=""):
     ("experiments.pretrain_tiny", ""), ("experiments.bert_base_pretrain", "phase=2"),
     ("experiments.bert_large_pretrain", "phase=1"), ("experiments.finetune.glue", "task=rte"),
     ("experiments.finetune.squad", "version=v2.0"), ("experiments.finetune.ner", ""),
-    ("experiments.finetune.docstring_topics", ""),
+    ("experiments.finetune.docstring_topics", ""), ("experiments.finetune.docstring_pairs", ""),
     ("experiments.stability.bert_large_glue", "task=mrpc"),
     ("experiments.stability.minilm_docstrings", "runlocal"),
+    ("experiments.stability.minilm_pairs", "runlocal"),
 ])
 def test_every_config_has_the_one_schema(module, arg):
     """Every experiment config carries every key of experiments/base_config.py, under the same

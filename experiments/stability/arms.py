@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     config = base_config_lib.get_config()
     # The task: "docstring_topics" (offline, data_pipelines/docstring_topics.py) or "glue" with
     # data.glue_task read from the GLUE TSV folder data.glue_dir, or from TFDS when it is "".
+    # ("docstring_pairs" configs add their own size keys: minilm_pairs.py.)
     config.task = "glue"
     config.data.update(dict(glue_task="rte", glue_dir="", tfds_data_dir="",
                             max_train_per_topic=60, max_dev_per_topic=40))  # docstring_topics

