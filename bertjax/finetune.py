@@ -3,6 +3,7 @@ offline docstring-topic task.
 
     python -m bertjax.main --config=experiments/finetune/glue.py:task=rte --workdir=W \
         --config.init_checkpoint=PATH     # HF folder, original TF checkpoint or bertjax export
+        [--config.data.num_length_buckets=4 [--config.data.group_by_length=True]]
 
 The encoder comes from `init_checkpoint` (its architecture; dropout, dtype, remat and scan come
 from config.model) through the one loader (bertjax.pretrained), and the task head is freshly
@@ -14,6 +15,10 @@ At the end every eval split is predicted, scored with the official metric (bertj
 written to WORKDIR: predictions_<split>.json, metrics.json; and the model with its head, its
 config, its class names and its vocab is exported to WORKDIR/export, which
 `python -m bertjax.convert --from=bertjax --to=hf` turns into a transformers model.
+
+num_length_buckets cuts each batch to a few static lengths (the padded run's results);
+group_by_length also batches examples of similar length together (faster on short-sentence
+tasks, but other batches: data_pipelines.finetune_input).
 
 Every process feeds its own rows of each global batch and gathers the predictions of all.
 """

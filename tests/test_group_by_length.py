@@ -124,6 +124,18 @@ def test_config_key_and_validation():
     assert finetune_input.group_by_length_of({"group_by_length": False}) == 0
 
 
+def test_off_keys_stay_out_of_the_run_identity():
+    # Checkpoints and sweep results written before the keys existed resume unchanged.
+    from bertjax import trainer
+    from experiments import base_config
+    config = base_config.get_config()
+    assert not any(k.startswith("data.group_by_length") for k in trainer.identity_of(config))
+    config.data.group_by_length = True
+    identity = trainer.identity_of(config)
+    assert identity["data.group_by_length"] is True
+    assert identity["data.group_by_length_megabatches"] == 50
+
+
 def _losses(workdir):
     return [r["loss"] for r in metric_logging.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
             if r["split"] == "train"]
