@@ -10,7 +10,8 @@ from config.model) through the one loader (bertjax.pretrained), and the task hea
 initialised unless the checkpoint already has this head (a fine-tuned model to evaluate or train
 on: with num_train_steps = num_train_epochs = 0 the run only evaluates). Training is the loop's
 (bertjax.trainer): checkpoints, exact resume (the data order is a pure function of the seed and
-the step, grouped by length or not; dropout of the step), SIGTERM, nan_policy, metrics and progress, like pretraining.
+the step, grouped by length or not; dropout of the step), SIGTERM, nan_policy, metrics and
+progress, like pretraining.
 At the end every eval split is predicted, scored with the official metric (bertjax.metrics) and
 written to WORKDIR: predictions_<split>.json, metrics.json; and the model with its head, its
 config, its class names and its vocab is exported to WORKDIR/export, which
