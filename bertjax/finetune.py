@@ -3,17 +3,23 @@ offline docstring-topic task.
 
     python -m bertjax.main --config=experiments/finetune/glue.py:task=rte --workdir=W \
         --config.init_checkpoint=PATH     # HF folder, original TF checkpoint or bertjax export
+        [--config.data.num_length_buckets=4 [--config.data.group_by_length=True]]
 
 The encoder comes from `init_checkpoint` (its architecture; dropout, dtype, remat and scan come
 from config.model) through the one loader (bertjax.pretrained), and the task head is freshly
 initialised unless the checkpoint already has this head (a fine-tuned model to evaluate or train
 on: with num_train_steps = num_train_epochs = 0 the run only evaluates). Training is the loop's
 (bertjax.trainer): checkpoints, exact resume (the data order is a pure function of the seed and
-the step; dropout of the step), SIGTERM, nan_policy, metrics and progress, like pretraining.
+the step, grouped by length or not; dropout of the step), SIGTERM, nan_policy, metrics and
+progress, like pretraining.
 At the end every eval split is predicted, scored with the official metric (bertjax.metrics) and
 written to WORKDIR: predictions_<split>.json, metrics.json; and the model with its head, its
 config, its class names and its vocab is exported to WORKDIR/export, which
 `python -m bertjax.convert --from=bertjax --to=hf` turns into a transformers model.
+
+num_length_buckets cuts each batch to a few static lengths (the padded run's results);
+group_by_length also batches examples of similar length together (faster on short-sentence
+tasks, but other batches: data_pipelines.finetune_input).
 
 Every process feeds its own rows of each global batch and gathers the predictions of all.
 """
@@ -132,6 +138,7 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
     buckets = (finetune_input.length_buckets_of(config.data.max_seq_length,
                                                 config.data.num_length_buckets)
                if config.data.num_length_buckets else ())
+    group_by_length = finetune_input.group_by_length_of(config.data)
     num_steps = num_train_steps_of(config, finetune_input.num_examples(train_features))
     opt = optimizers.from_config(config.optimizer, max(num_steps, 1),
                                  bert_config.num_hidden_layers)
@@ -160,7 +167,8 @@ def build_program(config: ml_collections.ConfigDict, workdir: str) -> trainer.Pr
     def batches(start_step: int):
         for batch in finetune_input.train_batches(train_features, config.batch_size,
                                                   seed=config.seed, num_epochs=None,
-                                                  num_steps=num_steps, start_step=start_step):
+                                                  num_steps=num_steps, start_step=start_step,
+                                                  group_by_length=group_by_length):
             if buckets:
                 batch = finetune_input.trim_to_bucket(batch, buckets)
             yield {k: v[rows] for k, v in batch.items()}

@@ -147,17 +147,32 @@ def check_pretrained(task: tasks.Task, pretrained_bert: Any, max_seq_length: int
 
 
 # ----------------------------------------------------------------------------------- data
+# Grouped by length, every seed's batches follow the length-rank schedule of this seed.
+LENGTH_SCHEDULE_SEED = 0
+
+
 def stacked_train_batches(features: Mapping[str, np.ndarray], batch_size: int,
-                          data_seeds: Sequence[int], num_epochs: int, start_step: int = 0
+                          data_seeds: Sequence[int], num_epochs: int, start_step: int = 0,
+                          group_by_length: int = 0, shared_length_schedule: bool = True
                           ) -> Iterator[dict[str, np.ndarray]]:
     """Yields {name: [K, B, ...]}: batch t of each seed's own shuffled order, stacked, from batch
     `start_step` on.
 
     Seed k's rows are exactly `finetune_input.train_batches(features, B, seed=data_seeds[k],
-    num_epochs=num_epochs)`, so a seed trains on the same batches vectorised or alone.
+    num_epochs=num_epochs, group_by_length=...)`, so a seed trains on the same batches
+    vectorised or alone. Grouped by length (M > 0), each seed groups its own permutation into
+    batches of similar length; with `shared_length_schedule` (default) the batches of every
+    seed are then ordered by one schedule of length ranks (LENGTH_SCHEDULE_SEED), so at step t
+    all K seeds train on a batch of the same length rank and the stacked batch, cut to ONE
+    bucket for its longest row, stays short. Each seed keeps its own batch composition; only
+    WHEN a batch comes is shared (by its length rank). Without it, each seed shuffles its batch
+    order with its own seed and the K-seed maximum is usually a long batch.
     """
+    schedule = LENGTH_SCHEDULE_SEED if group_by_length and shared_length_schedule else None
     streams = [finetune_input.train_batches(features, batch_size, seed=int(seed),
-                                            num_epochs=num_epochs, start_step=start_step)
+                                            num_epochs=num_epochs, start_step=start_step,
+                                            group_by_length=group_by_length,
+                                            length_schedule_seed=schedule)
                for seed in data_seeds]
     for batches in zip(*streams):
         yield {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
@@ -224,15 +239,20 @@ class SeedTrainer:
       mixout_rate: mixout of the encoder towards the pretrained weights (0: none).
       length_buckets: static lengths batches are cut to (data_pipelines.finetune_input); ()
         pads every batch to max_seq_length.
+      group_by_length: 0 (default) off; M > 0 groups each seed's training examples into
+        batches of similar length in mega-batches of M batches, on the shared length-rank
+        schedule (`stacked_train_batches`). Changes which examples share a batch.
       mesh: a mesh from `seed_mesh`; the seed axis is split over "data". None: default device.
     """
 
     def __init__(self, task: tasks.Task, tx: optax.GradientTransformation, schedule: Callable,
                  *, max_seq_length: int, reinit_layers: int = 0,
                  initializer_range: float = 0.02, mixout_rate: float = 0.0,
-                 length_buckets: Sequence[int] = (), mesh: Mesh | None = None):
+                 length_buckets: Sequence[int] = (), group_by_length: int = 0,
+                 mesh: Mesh | None = None):
         self.task, self.schedule = task, schedule
         self.length_buckets = tuple(length_buckets)
+        self.group_by_length = int(group_by_length)
         self.mesh = mesh if mesh is not None else seed_mesh(1)
         self.max_seq_length = max_seq_length
         self.mixout_rate = float(mixout_rate)
@@ -309,10 +329,12 @@ class SeedTrainer:
             abstract_state=abstract,
             step=lambda state, batch: self._step_many(state, batch, anchor),
             batches=lambda start: self._bucketed(stacked_train_batches(
-                features, batch_size, data_seeds, num_epochs, start)),
+                features, batch_size, data_seeds, num_epochs, start, self.group_by_length)),
             to_device=lambda batch: jax.device_put(batch, batch_sharding),
             identity={**dict(identity or {}), "seeds": seed_list, "batch_size": batch_size,
-                      "num_epochs": num_epochs},
+                      "num_epochs": num_epochs,
+                      **({"group_by_length": self.group_by_length}
+                         if self.group_by_length else {})},
             tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
             evaluate=evaluate, stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
 

@@ -37,8 +37,9 @@ def _data_spec(config, workdir: str):
     from data_pipelines import pretraining_data  # tf.data is imported lazily
 
     values = dict(config.data)
-    # Shared schema key for fine-tuning batches; pretraining records are all S long.
-    values.pop("num_length_buckets", None)
+    # Shared schema keys for fine-tuning batches; pretraining records are all S long.
+    for key in ("num_length_buckets", "group_by_length", "group_by_length_megabatches"):
+        values.pop(key, None)
     values["cache_dir"] = values.get("cache_dir") or storage.join(workdir, "data")
     return pretraining_data.PretrainingDataSpec(**values)
 

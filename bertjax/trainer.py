@@ -97,11 +97,23 @@ class Program:
     axis_rules: tuple = sharding.LOGICAL_AXIS_RULES
 
 
+# Opt-in keys that change nothing while off ({key: its off value, the keys it governs}):
+# left out of the identity then, so checkpoints and sweep results written before these keys
+# existed still resume.
+_INERT_WHEN_OFF = {"data.group_by_length": (False, ("data.group_by_length_megabatches",))}
+
+
 def identity_of(config) -> dict[str, Any]:
-    """The run-defining part of a config: every key but RUNTIME_KEYS (dotted names)."""
+    """The run-defining part of a config: every key but RUNTIME_KEYS (dotted names) and the
+    opt-in keys that are off (_INERT_WHEN_OFF)."""
     flat = checkpointing.flatten_config(config.to_dict() if hasattr(config, "to_dict")
                                         else dict(config))
-    return {key: value for key, value in flat.items() if key not in RUNTIME_KEYS}
+    inert = set()
+    for key, (off, governed) in _INERT_WHEN_OFF.items():
+        if key in flat and flat[key] == off:
+            inert.update((key, *governed))
+    return {key: value for key, value in flat.items()
+            if key not in RUNTIME_KEYS and key not in inert}
 
 
 def validate_loop_config(config) -> None:

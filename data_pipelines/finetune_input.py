@@ -20,6 +20,18 @@ float round-off; dropout draws differ with the shape). Training batches keep the
 and order (the optimisation is the same run); eval batches are grouped by bucket and carry
 `example_position` so predictions go back to file order. A handful of buckets means a handful of
 compiled programs: shapes stay static, as TPUs want.
+
+Group-by-length batching (`train_batches(..., group_by_length=M)`, opt-in): a shuffled batch of
+32 usually holds one long example that sets its bucket, so bucketing alone gains little. As HF's
+LengthGroupedSampler does, each epoch's permutation (the same one as without grouping) is cut
+into mega-batches of M x B examples, each sorted by length (stable) and split into batches,
+then the batch order is shuffled: batches hold examples of similar length and are cut to small
+buckets. Every example still appears once per epoch in batches of B, but WHICH examples share a
+batch changes, so a grouped run is a different (equally valid) optimisation, not the padded run
+to round-off as bucketing alone is. With `length_schedule_seed` the batch order is instead a
+schedule of length ranks drawn from that seed alone (step t of an epoch takes the batch of rank
+schedule[t]): runs with different data seeds then have batches of similar length at every step,
+which is what the vmapped sweep needs (its K stacked batches share one bucket).
 """
 from __future__ import annotations
 
@@ -83,13 +95,50 @@ def num_examples(features: Mapping[str, np.ndarray]) -> int:
     return next(iter(lengths.values()))
 
 
+def group_by_length_of(data_config) -> int:
+    """M, the mega-batch size in batches, of a config.data (0: group_by_length off)."""
+    if not data_config.get("group_by_length", False):
+        return 0
+    megabatches = int(data_config.get("group_by_length_megabatches", 50))
+    if megabatches < 1:
+        raise ValueError(f"config.data.group_by_length_megabatches={megabatches}: must be >= 1")
+    return megabatches
+
+
+def _epoch_batches(rng: np.random.Generator, order_rng: np.random.Generator,
+                   lengths: np.ndarray | None, total: int, batch_size: int,
+                   batches_per_epoch: int, group_by_length: int,
+                   schedule_rng: np.random.Generator | None) -> np.ndarray:
+    """The rows [batches_per_epoch, B] of one epoch's batches, in training order.
+
+    Draws one permutation from `rng` whatever the mode (so an epoch holds the same examples
+    grouped or not); grouped, the batch order comes from `order_rng`, or from `schedule_rng`
+    as length ranks. The remainder N mod B of the permutation is dropped, grouped or not.
+    """
+    rows = rng.permutation(total)[:batches_per_epoch * batch_size]
+    if not group_by_length:
+        return rows.reshape(batches_per_epoch, batch_size)
+    mega = group_by_length * batch_size
+    rows = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
+                           for chunk in np.split(rows, range(mega, len(rows), mega))])
+    batches = rows.reshape(batches_per_epoch, batch_size)
+    if schedule_rng is None:
+        return batches[order_rng.permutation(batches_per_epoch)]
+    batch_lengths = lengths[batches]  # [batches, B]
+    # ranked[r]: the batch of length rank r, shortest first (by its longest example, then tokens)
+    ranked = np.lexsort((batch_lengths.sum(axis=1), batch_lengths.max(axis=1)))
+    return batches[ranked[schedule_rng.permutation(batches_per_epoch)]]
+
+
 def train_batches(features: Mapping[str, np.ndarray],
                   batch_size: int,
                   *,
                   seed: int,
                   num_epochs: int | None = 1,
                   num_steps: int | None = None,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                  start_step: int = 0,
+                  group_by_length: int = 0,
+                  length_schedule_seed: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yields shuffled training batches {name: [B, ...]} of exactly `batch_size` rows.
 
     Args:
@@ -101,6 +150,11 @@ def train_batches(features: Mapping[str, np.ndarray],
       num_steps: if given, stop after this many batches (may end mid-epoch).
       start_step: the first batch to yield: batches 0 .. start_step - 1 are skipped (their
         permutations are still drawn, so batch k is the same whatever the start: exact resume).
+      group_by_length: 0 (default): batches are consecutive slices of the permutation. M > 0:
+        mega-batches of M x B examples of the permutation, each sorted by length (input_mask),
+        split into batches whose order is shuffled by a stream of `seed` (module docstring).
+      length_schedule_seed: grouped only: order each epoch's batches by a schedule of length
+        ranks drawn from this seed alone (the same for every `seed`), not by `seed`.
     """
     total = num_examples(features)
     if batch_size <= 0:
@@ -111,16 +165,27 @@ def train_batches(features: Mapping[str, np.ndarray],
                          "drop_remainder; lower the batch size.")
     if num_epochs is None and num_steps is None:
         raise ValueError("train_batches needs num_epochs or num_steps to end.")
+    if group_by_length < 0:
+        raise ValueError(f"group_by_length must be >= 0 (0: off), got {group_by_length}")
+    lengths = None
+    if group_by_length:
+        if "input_mask" not in features:
+            raise ValueError("group_by_length needs the input_mask feature to measure lengths; "
+                             f"have {sorted(features)}")
+        lengths = _sequence_lengths(features)
     rng = np.random.default_rng(seed)
+    order_rng = np.random.default_rng([seed, 1])  # grouped batch order: its own stream
+    schedule_rng = (np.random.default_rng(length_schedule_seed)
+                    if group_by_length and length_schedule_seed is not None else None)
     steps_done = 0
     epoch = 0
     while num_epochs is None or epoch < num_epochs:
-        permutation = rng.permutation(total)
-        for batch_index in range(batches_per_epoch):
+        batches = _epoch_batches(rng, order_rng, lengths, total, batch_size, batches_per_epoch,
+                                 group_by_length, schedule_rng)
+        for rows in batches:
             if num_steps is not None and steps_done >= num_steps:
                 return
             if steps_done >= start_step:
-                rows = permutation[batch_index * batch_size:(batch_index + 1) * batch_size]
                 yield {name: array[rows] for name, array in features.items()}
             steps_done += 1
         epoch += 1

@@ -18,7 +18,9 @@ experiments/config_args.py, which is just as strict.
                                   runtime fields (dropout, dtype, remat, scan) apply
     config.data.*                 the task's data: tokenizer (wordpiece | sentencepiece),
                                   spm_model_file, vocab_file, do_lower_case, max_seq_length,
-                                  num_length_buckets (fine-tuning) and the source's own keys
+                                  num_length_buckets, group_by_length,
+                                  group_by_length_megabatches (fine-tuning and sweeps) and
+                                  the source's own keys
     config.optimizer.*            name (bert_adam | adamw | lamb), schedule (bert | hf),
                                   learning_rate, warmup_steps OR warmup_proportion, weight_decay_rate,
                                   clip_norm, b1, b2, eps, layerwise_lr_decay (0: none)
@@ -65,7 +67,13 @@ def get_config() -> ml_collections.ConfigDict:
         max_seq_length=128,
         # Fine-tuning and sweeps: cut each batch to the smallest of this many static lengths
         # that holds it (data_pipelines.finetune_input); 0 pads to max_seq_length (the original).
-        num_length_buckets=0))
+        num_length_buckets=0,
+        # Opt-in: batches of examples of similar length (each epoch's permutation sorted by
+        # length within mega-batches of group_by_length_megabatches x batch_size examples,
+        # then the batches shuffled). With num_length_buckets they are cut to short buckets;
+        # unlike bucketing alone it changes which examples share a batch.
+        group_by_length=False,
+        group_by_length_megabatches=50))
 
     config.optimizer = ml_collections.ConfigDict(dict(
         name="bert_adam",          # the original AdamWeightDecayOptimizer; "adamw"; "lamb"

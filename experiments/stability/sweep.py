@@ -146,6 +146,7 @@ def make_trainer(config: ml_collections.ConfigDict, bert_config, num_labels: int
         length_buckets=finetune_input.length_buckets_of(config.data.max_seq_length,
                                                         config.data.num_length_buckets)
         if config.data.num_length_buckets else (),
+        group_by_length=finetune_input.group_by_length_of(config.data),
         mesh=sweep.seed_mesh(seeds_per_program, devices))
     return trainer_, total_steps
 
