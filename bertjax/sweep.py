@@ -314,14 +314,13 @@ class SeedTrainer:
         data_seeds = [seed.data_seed for seed in seeds]
         batch_sharding = NamedSharding(mesh, P("data"))
         seed_list = [dataclasses.asdict(seed) for seed in seeds]
-        evaluate = None
-        if dev_features is not None and score_fn is not None:
-            def evaluate(state, step):
-                del step
-                predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
-                scores = [score_fn(seed_predictions, labels) for seed_predictions in predictions]
-                return {"dev": {name: np.asarray([float(score[name]) for score in scores])
-                                for name in scores[0]}}
+
+        def evaluate(state, step):
+            del step
+            predictions, labels = self.predict(state.params, dev_features, eval_batch_size)
+            scores = [score_fn(seed_predictions, labels) for seed_predictions in predictions]
+            return {"dev": {name: np.asarray([float(score[name]) for score in scores])
+                            for name in scores[0]}}
         return trainer_lib.Program(
             kind="sweep", mesh=mesh,
             num_train_steps=num_train_steps(features, batch_size, num_epochs),
@@ -336,7 +335,8 @@ class SeedTrainer:
                       **({"group_by_length": self.group_by_length}
                          if self.group_by_length else {})},
             tokens_per_step=len(seeds) * batch_size * self.max_seq_length,
-            evaluate=evaluate, stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
+            evaluate=evaluate if dev_features is not None and score_fn is not None else None,
+            stop_on_nonfinite=False, axis_rules=SEED_AXIS_RULES)
 
     def abstract_state(self, pretrained_bert: Any, seeds: Sequence[SeedComponents]
                        ) -> train_step.TrainState:

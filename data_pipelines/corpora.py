@@ -327,6 +327,39 @@ def default_vocab_file() -> str:
     return str(tokenization.bundled_uncased_vocab_file())
 
 
+def default_corpus_vocab(output_dir: str, vocab_size: int = 8192,
+                         module_names: tuple[str, ...] | None = None) -> str:
+    """A WordPiece vocab.txt learned from the default corpus (data_pipelines.build_vocab), built
+    once per (size, Python version) under `output_dir` and then reused; returns its path.
+
+    On the stdlib docstrings (0.64 MB, 5,789 distinct words on Python 3.11) the learner stops
+    well below 8,192 tokens (words seen once are not learned), so the vocab's size is the line
+    count of the file, not `vocab_size`. A small in-domain vocab makes tiny-model pretraining
+    cheaper (the MLM softmax and the embedding table shrink 7x against bert-base-uncased's
+    30,522) and its masked tokens easier to predict.
+    """
+    from data_pipelines import build_vocab  # pylint: disable=import-outside-toplevel
+
+    if storage.is_remote(output_dir):
+        raise ValueError(f"the default corpus vocab's folder {output_dir} must be local (it is "
+                         "built under a file lock); pass a local cache_dir")
+    arguments = dict(vocab_size=vocab_size, python=sys.version.split()[0],
+                     module_names=list(module_names) if module_names else None)
+    key = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:16]
+    path = os.path.join(output_dir, f"default-corpus-vocab-{key}.txt")
+    if os.path.isfile(path):
+        return path
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build; the file appears whole (atomic write)
+        if not os.path.isfile(path):
+            with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-") as building:
+                corpus = os.path.join(building, "stdlib_docstrings.txt")
+                write_documents(stdlib_docstring_documents(module_names), corpus)
+                build_vocab.build_vocab(corpus, path, vocab_size, do_lower_case=True)
+    return path
+
+
 def prepare_default_pretraining_data(
     output_dir: str,
     vocab_file: str | None = None,

@@ -24,7 +24,7 @@ import time
 from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", "workdirs/quickstart", "Where every stage writes.")
-flags.DEFINE_integer("steps", 600, "Pretraining steps of the tiny model.")
+flags.DEFINE_integer("steps", 2000, "Pretraining steps of the tiny model.")
 flags.DEFINE_float("finetune_epochs", 5, "Fine-tuning epochs (a fraction shortens a smoke run).")
 flags.DEFINE_integer("seeds", 5, "Fine-tuning runs (seeds) of the pretrained and the random-init "
                      "tiny model each.")
@@ -120,6 +120,11 @@ def main(argv):
         # warm-up longer than the run (runs of more steps keep the config's warm-up unchanged).
         config.optimizer.warmup_steps = FLAGS.steps // 10
     config.data.cache_dir = storage.join(workdir, "data")
+    # A WordPiece vocab learned from the corpus itself (experiments/pretrain_tiny.py says why).
+    from data_pipelines import corpora
+    config.data.vocab_file = corpora.default_corpus_vocab(config.data.cache_dir)
+    with open(config.data.vocab_file, encoding="utf-8") as vocab:
+        config.model.vocab_size = sum(1 for _ in vocab)
     pretrain_dir = storage.join(workdir, "pretrain")
     print(f"[1/4] pretraining tiny BERT for {FLAGS.steps} steps -> {pretrain_dir}", flush=True)
     metrics = train.train_and_evaluate(config, pretrain_dir)
