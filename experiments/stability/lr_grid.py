@@ -134,21 +134,26 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _by_task_and_arm(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
+def _task_panels(rows: Sequence[dict], path: str, draw) -> None:
+    """One panel per task; `draw(ax, task, {arm: rows sorted by rate})` fills each; saved."""
     grouped: dict[str, dict[str, list[dict]]] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r["learning_rate"]):
         grouped.setdefault(row["task"], {}).setdefault(row["arm"], []).append(row)
-    return grouped
+    plt = analyze._pyplot()  # pylint: disable=protected-access
+    fig, axes = plt.subplots(1, len(grouped), figsize=(5 * len(grouped), 3.8), squeeze=False)
+    for ax, (task, arms) in zip(axes[0], sorted(grouped.items())):
+        draw(ax, task, dict(sorted(arms.items())))
+        ax.set_xscale("log")
+        ax.set_xlabel("peak learning rate")
+    fig.tight_layout()
+    analyze._save_figure(fig, path, dpi=110)  # pylint: disable=protected-access
+    plt.close(fig)
 
 
 def plot_failure_rates(rows: Sequence[dict], path: str) -> None:
     """Failure rate (with its binomial interval) against learning rate, per arm and task."""
-    plt = analyze._pyplot()  # pylint: disable=protected-access
-    grouped = _by_task_and_arm(rows)
-    fig, axes = plt.subplots(1, len(grouped), figsize=(5 * len(grouped), 3.8), squeeze=False)
-    for ax, (task, arms) in zip(axes[0], sorted(grouped.items())):
-        for offset, (arm, cells) in enumerate(sorted(arms.items())):
-            cells = sorted(cells, key=lambda r: r["learning_rate"])
+    def draw(ax, task, arms):
+        for offset, (arm, cells) in enumerate(arms.items()):
             rates = np.asarray([r["learning_rate"] for r in cells])
             shift = rates * 1.06 ** (offset - (len(arms) - 1) / 2)  # keep error bars apart
             value = np.asarray([r["failure_rate"] for r in cells])
@@ -156,41 +161,30 @@ def plot_failure_rates(rows: Sequence[dict], path: str) -> None:
             high = np.asarray([r["failure_ci"][1] for r in cells])
             ax.errorbar(shift, value, yerr=[value - low, high - value], marker="o", capsize=3,
                         label=f"{arm} ({cells[0]['num_train_steps']} steps)")
-        ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("peak learning rate")
         ax.set_ylabel("failed runs (at or below majority)")
-        ax.set_title(f"{task}: {sorted(arms.items())[0][1][0]['seeds']} seeds per cell, 95% CI")
+        seeds = sorted({r["seeds"] for cells in arms.values() for r in cells})
+        ax.set_title(f"{task}: {'/'.join(map(str, seeds))} seeds per cell, 95% CI")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    analyze._save_figure(fig, path, dpi=110)  # pylint: disable=protected-access
-    plt.close(fig)
+    _task_panels(rows, path, draw)
 
 
 def plot_last_vs_best(rows: Sequence[dict], path: str) -> None:
     """Mean final (solid) and mean best-checkpoint (dashed) dev score against learning rate."""
-    plt = analyze._pyplot()  # pylint: disable=protected-access
-    grouped = _by_task_and_arm(rows)
-    fig, axes = plt.subplots(1, len(grouped), figsize=(5 * len(grouped), 3.8), squeeze=False)
-    for ax, (task, arms) in zip(axes[0], sorted(grouped.items())):
-        for index, (arm, cells) in enumerate(sorted(arms.items())):
-            cells = sorted(cells, key=lambda r: r["learning_rate"])
+    def draw(ax, task, arms):
+        for index, (arm, cells) in enumerate(arms.items()):
             rates = [r["learning_rate"] for r in cells]
-            color = f"C{index}"
-            ax.plot(rates, [r["mean"] for r in cells], marker="o", color=color,
+            ax.plot(rates, [r["mean"] for r in cells], marker="o", color=f"C{index}",
                     label=f"{arm}: last")
             ax.plot(rates, [r["best_mean"] for r in cells], marker="x", linestyle="--",
-                    color=color, label=f"{arm}: best checkpoint")
-        baseline = next(iter(arms.values()))[0]["majority_baseline"]
-        ax.axhline(baseline, color="gray", linestyle=":", label="majority baseline")
-        ax.set_xscale("log")
-        ax.set_xlabel("peak learning rate")
-        ax.set_ylabel(f"mean dev {next(iter(arms.values()))[0]['metric']} (%)")
+                    color=f"C{index}", label=f"{arm}: best checkpoint")
+        first = next(iter(arms.values()))[0]
+        ax.axhline(first["majority_baseline"], color="gray", linestyle=":",
+                   label="majority baseline")
+        ax.set_ylabel(f"mean dev {first['metric']} (%)")
         ax.set_title(task)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    analyze._save_figure(fig, path, dpi=110)  # pylint: disable=protected-access
-    plt.close(fig)
+    _task_panels(rows, path, draw)
 
 
 def cells_to_diagnose(cells: Sequence[dict]) -> list[dict]:
