@@ -49,5 +49,13 @@ def test_readme_quickstart_in_a_fresh_copy_with_its_relative_workdir(tmp_path):
     downstream = summary["downstream"]
     for arm in ("pretrained", "random_init"):
         assert downstream[arm]["seeds"] == 2 and len(downstream[arm]["scores"]) == 2
-    assert os.listdir(os.path.join(workdir, "data"))
+    # The quickstart's vocab is learned from the corpus, cached beside its TFRecords, and is
+    # the vocab the pretrained export (hence its fine-tuning) carries.
+    data = os.listdir(os.path.join(workdir, "data"))
+    vocab = [name for name in data if name.startswith("default-corpus-vocab-")]
+    assert len(vocab) == 1, data
+    with open(os.path.join(workdir, "data", vocab[0])) as learned, open(
+            os.path.join(workdir, "pretrain", "export", "vocab.txt")) as exported:
+        assert learned.read() == exported.read()
+    assert 0 < summary["unigram_baseline"]["accuracy"] < 0.2
     assert "bertjax quickstart summary" in result.stdout
