@@ -35,7 +35,7 @@ def test_readme_quickstart_in_a_fresh_copy_with_its_relative_workdir(tmp_path):
     env = {**os.environ, "PYTHONPATH": clone}  # the copy's code, not this checkout's
     result = subprocess.run(
         [sys.executable, "-m", "experiments.quickstart", "--workdir=workdirs/quickstart",
-         "--steps=4", "--finetune_epochs=0.1", "--seeds=2"],
+         "--steps=4", "--finetune_epochs=0.2", "--seeds=2"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     workdir = os.path.join(clone, "workdirs", "quickstart")
