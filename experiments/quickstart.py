@@ -125,6 +125,8 @@ def main(argv):
         # A very short smoke run: keep the config's 10% warm-up share rather than fail on a
         # warm-up longer than the run (runs of more steps keep the config's warm-up unchanged).
         config.optimizer.warmup_steps = FLAGS.steps // 10
+    # At least 10 train logs, so a shortened run still shows its loss curve's first and last.
+    config.log_every_steps = max(1, min(config.log_every_steps, FLAGS.steps // 10))
     config.data.cache_dir = storage.join(workdir, "data")
     # A WordPiece vocab learned from the corpus itself (experiments/pretrain_tiny.py says why).
     from data_pipelines import corpora
