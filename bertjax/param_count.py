@@ -2,7 +2,7 @@
 
 The tree comes from `jax.eval_shape(model.init)`, so nothing is allocated (BERT-large is counted
 in about a second) and the counts are of the code that trains, not of a formula. The closed-form
-formulas (REFERENCES.md section 1) are kept beside them as a cross-check: `count_params` raises if
+formulas (Devlin et al. 2018, section 3) are kept beside them as a cross-check: `count_params` raises if
 the two ever disagree.
 
 Components (H hidden, F intermediate, V vocab, P positions 512, T segment types 2, L layers):
@@ -98,7 +98,7 @@ def components_from_tree(config: BertConfig) -> dict[str, int]:
 
 
 def components_from_formulas(config: BertConfig) -> dict[str, int]:
-    """The same components from the closed-form formulas of REFERENCES.md section 1."""
+    """The same components from the closed-form formulas (per embedding, layer, pooler and head)."""
     H, F, V = config.hidden_size, config.intermediate_size, config.vocab_size
     counts = {
         "word_embeddings": V * H,

@@ -1,6 +1,6 @@
 """Pretraining instances: the original create_pretraining_data.py algorithm on token ids.
 
-Same rules as google-research/bert (see REFERENCES.md section 2), restated on a tokenised
+Same rules as google-research/bert (create_pretraining_data.py), restated on a tokenised
 corpus held as flat arrays so that nothing is copied per token in Python:
 
 * `create_instances_from_document` walks one document's sentences exactly as the original

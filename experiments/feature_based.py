@@ -35,7 +35,7 @@ from data_pipelines import storage
 
 # (name, optimizer, learning rate, epochs): the paper's recipe (A.3: the largest of its rates,
 # 3 epochs) with the original optimizer, and a longer bias-corrected run, which Mosbach et al.
-# (2021) found fine-tuning on small sets needs (REFERENCES.md section 5).
+# (2021) found fine-tuning on small sets needs.
 FINETUNE_RECIPES: tuple[tuple[str, str, float, float], ...] = (
     ("bert_adam lr 5e-5, 3 epochs", "bert_adam", 5e-5, 3.0),
     ("adamw lr 5e-5, 10 epochs", "adamw", 5e-5, 10.0),

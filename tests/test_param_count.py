@@ -1,4 +1,4 @@
-"""Exact parameter counts: the published figures (REFERENCES.md section 1), HF transformers' own
+"""Exact parameter counts: the published figures (Devlin et al. 2018: 110M / 340M), HF transformers' own
 models as an independent oracle (built on torch's meta device: nothing allocated), and the
 `python -m experiments.param_count` command."""
 
