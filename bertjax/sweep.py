@@ -424,8 +424,9 @@ class SeedTrainer:
             if "state" not in captured:  # preempted: the caller reruns to resume
                 raise InterruptedError(f"sweep chunk in {folder} was preempted; rerun to resume")
             states.append(captured["state"])
-            histories.append(_history(folder, program.num_train_steps))
-            dev_histories.append(_dev_history(folder))
+            logged = metric_logging.read_jsonl(storage.join(folder, "metrics.jsonl"))
+            histories.append(_history(logged, folder, program.num_train_steps))
+            dev_histories.append(_dev_history(logged))
         state = states[0] if vectorised else jax.tree.map(
             lambda *leaves: jnp.concatenate(leaves), *states)
         history = histories[0] if vectorised else {
@@ -482,10 +483,10 @@ class SeedTrainer:
         return predictions, labels
 
 
-def _dev_history(workdir: str) -> dict[str, Any]:
-    """{"steps": [E], metric: [E, K]} of a chunk's dev evaluations ({} when none ran)."""
-    records = [r for r in metric_logging.read_jsonl(storage.join(workdir, "metrics.jsonl"))
-               if r["split"] == "dev"]
+def _dev_history(logged: list[dict]) -> dict[str, Any]:
+    """{"steps": [E], metric: [E, K]} of a chunk's dev evaluations ({} when none ran), from
+    its metrics.jsonl records."""
+    records = [r for r in logged if r["split"] == "dev"]
     if not records:
         return {}
     keys = [k for k in records[0] if k not in ("step", "split")]
@@ -493,10 +494,10 @@ def _dev_history(workdir: str) -> dict[str, Any]:
             **{key: np.asarray([np.atleast_1d(r[key]) for r in records]) for key in keys}}
 
 
-def _history(workdir: str, total_steps: int) -> dict[str, np.ndarray]:
-    """Per-step metrics [T, K] of a chunk, from its metrics.jsonl (one train record a step)."""
-    records = [r for r in metric_logging.read_jsonl(storage.join(workdir, "metrics.jsonl"))
-               if r["split"] == "train"]
+def _history(logged: list[dict], workdir: str, total_steps: int) -> dict[str, np.ndarray]:
+    """Per-step metrics [T, K] of a chunk, from its metrics.jsonl records (one train record a
+    step; `workdir` names the file in errors)."""
+    records = [r for r in logged if r["split"] == "train"]
     steps = [r["step"] for r in records]
     if steps != list(range(1, total_steps + 1)):
         raise ValueError(f"{workdir}/metrics.jsonl has train records for steps {steps[:3]}..."

@@ -129,10 +129,9 @@ def main(argv):
     config.log_every_steps = max(1, min(config.log_every_steps, FLAGS.steps // 10))
     config.data.cache_dir = storage.join(workdir, "data")
     # A WordPiece vocab learned from the corpus itself (experiments/pretrain_tiny.py says why).
-    from data_pipelines import corpora
+    from data_pipelines import corpora, tokenization
     config.data.vocab_file = corpora.default_corpus_vocab(config.data.cache_dir)
-    with open(config.data.vocab_file, encoding="utf-8") as vocab:
-        config.model.vocab_size = sum(1 for _ in vocab)
+    config.model.vocab_size = len(tokenization.load_vocab(config.data.vocab_file))
     pretrain_dir = storage.join(workdir, "pretrain")
     print(f"[1/4] pretraining tiny BERT for {FLAGS.steps} steps -> {pretrain_dir}", flush=True)
     metrics = train.train_and_evaluate(config, pretrain_dir)

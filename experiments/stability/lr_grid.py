@@ -187,11 +187,11 @@ def plot_last_vs_best(rows: Sequence[dict], path: str) -> None:
     _task_panels(rows, path, draw)
 
 
-def cells_to_diagnose(cells: Sequence[dict]) -> list[dict]:
+def cells_to_diagnose(cells: Sequence[dict], rows: Sequence[dict]) -> list[dict]:
     """Per task: every cell with failed runs, plus, for each arm that has one, its highest
     rate without failures (the healthy comparison), labelled with arm and rate."""
     picked = []
-    rows = {id(cell): grid_row(cell) for cell in cells}
+    rows = {id(cell): row for cell, row in zip(cells, rows)}  # grid_row of each cell
     for task in sorted({cell["task"] for cell in cells}):
         for arm in sorted({cell["arm"] for cell in cells if cell["task"] == task}):
             ladder = sorted((c for c in cells if c["task"] == task and c["arm"] == arm),
@@ -215,7 +215,7 @@ def analyze_grid(workdirs: Sequence[str], out_dir: str) -> list[dict]:
     storage.write_text(storage.join(out_dir, "summary.md"), markdown_table(rows))
     plot_failure_rates(rows, storage.join(out_dir, "failure_rate.png"))
     plot_last_vs_best(rows, storage.join(out_dir, "last_vs_best.png"))
-    diagnosed = cells_to_diagnose(cells)
+    diagnosed = cells_to_diagnose(cells, rows)
     for task in sorted({cell["task"] for cell in diagnosed}):
         analyze.plot_grad_norms([c for c in diagnosed if c["task"] == task],
                                 storage.join(out_dir, f"grad_norms_{task}.png"))
