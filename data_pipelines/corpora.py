@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from data_pipelines import storage
 
@@ -340,23 +340,19 @@ def default_corpus_vocab(output_dir: str, vocab_size: int = 8192,
     """
     from data_pipelines import build_vocab  # pylint: disable=import-outside-toplevel
 
-    if storage.is_remote(output_dir):
-        raise ValueError(f"the default corpus vocab's folder {output_dir} must be local (it is "
-                         "built under a file lock); pass a local cache_dir")
     arguments = dict(vocab_size=vocab_size, python=sys.version.split()[0],
                      module_names=list(module_names) if module_names else None)
     key = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:16]
     path = os.path.join(output_dir, f"default-corpus-vocab-{key}.txt")
-    if os.path.isfile(path):
-        return path
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build; the file appears whole (atomic write)
-        if not os.path.isfile(path):
-            with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-") as building:
-                corpus = os.path.join(building, "stdlib_docstrings.txt")
-                write_documents(stdlib_docstring_documents(module_names), corpus)
-                build_vocab.build_vocab(corpus, path, vocab_size, do_lower_case=True)
+
+    def build(building: str) -> None:
+        corpus = os.path.join(building, "stdlib_docstrings.txt")
+        write_documents(stdlib_docstring_documents(module_names), corpus)
+        build_vocab.build_vocab(corpus, os.path.join(building, "vocab.txt"), vocab_size,
+                                do_lower_case=True)
+        os.rename(os.path.join(building, "vocab.txt"), path)
+
+    _build_once(output_dir, lambda: os.path.isfile(path), build)
     return path
 
 
@@ -388,10 +384,6 @@ def prepare_default_pretraining_data(
     from data_pipelines import create_pretraining_data  # pylint: disable=import-outside-toplevel
     from data_pipelines import tokenizers  # pylint: disable=import-outside-toplevel
 
-    if storage.is_remote(output_dir):
-        raise ValueError(
-            f"the default corpus cache {output_dir} must be a local folder (it is built under a "
-            "file lock); with a remote workdir pass --config.data.cache_dir=LOCAL_DIR")
     vocab_file = vocab_file or default_vocab_file()
     fingerprint = tokenizers.fingerprint(tokenizer, vocab_file, True, spm_model_file)
     arguments = dict(
@@ -412,45 +404,65 @@ def prepare_default_pretraining_data(
     final_dir = os.path.join(output_dir, f"default-corpus-{key}")
     names = ["pretraining-00000-of-00002.tfrecord", "pretraining-00001-of-00002.tfrecord"]
     output_files = [os.path.join(final_dir, name) for name in names]
-    if os.path.isfile(os.path.join(final_dir, "manifest.json")):
-        return output_files  # complete: the folder only appears once fully built
+
+    def build(building: str) -> None:
+        corpus_path = os.path.join(building, "stdlib_docstrings.txt")
+        write_documents(stdlib_docstring_documents(module_names), corpus_path)
+        summary = create_pretraining_data.run(
+            create_pretraining_data.PretrainingDataConfig(
+                input_files=(corpus_path,),
+                output_files=tuple(os.path.join(building, name) for name in names),
+                vocab_file=vocab_file,
+                max_seq_length=max_seq_length,
+                max_predictions_per_seq=max_predictions_per_seq,
+                random_seed=seed,
+                dupe_factor=dupe_factor,
+                num_workers=num_workers,
+                progress=False,
+                tokenizer=tokenizer,
+                spm_model_file=spm_model_file,
+                do_whole_word_mask=do_whole_word_mask,
+                masked_lm_prob=masked_lm_prob,
+                short_seq_prob=short_seq_prob,
+            )
+        )
+        summary["output_files"] = output_files
+        with open(os.path.join(building, "manifest.json"), "w") as writer:
+            json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
+        if os.path.isdir(final_dir):  # incomplete (no manifest): from an older layout
+            shutil.rmtree(final_dir)
+        os.rename(building, final_dir)
+
+    # The folder only appears once fully built, so its manifest marks a complete build.
+    _build_once(output_dir, lambda: os.path.isfile(os.path.join(final_dir, "manifest.json")),
+                build)
+    return output_files
+
+
+def _build_once(output_dir: str, is_built: Callable[[], bool],
+                build: Callable[[str], None]) -> None:
+    """Runs `build(scratch_folder)` unless `is_built()`, once across processes sharing the
+    local folder `output_dir`: under an exclusive lock on `output_dir/.lock` (released when
+    the file closes, or when the process dies), re-checking `is_built()` once the lock is held
+    (another process may have built it while this one waited). `build` writes into a fresh
+    `.tmp-` folder under `output_dir` and renames its result into place, so a reader never
+    sees half a build; scratch folders that a killed build left behind are removed first."""
+    if storage.is_remote(output_dir):
+        raise ValueError(
+            f"the default corpus cache {output_dir} must be a local folder (it is built under a "
+            "file lock); with a remote workdir pass --config.data.cache_dir=LOCAL_DIR")
+    if is_built():
+        return
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
-        if os.path.isfile(os.path.join(final_dir, "manifest.json")):
-            return output_files  # another process built it while we waited
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_built():
+            return
         for name in os.listdir(output_dir):
             if name.startswith(".tmp-"):  # left by a killed build (builds hold the lock)
                 shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
         building = tempfile.mkdtemp(prefix=".tmp-", dir=output_dir)
         try:
-            corpus_path = os.path.join(building, "stdlib_docstrings.txt")
-            write_documents(stdlib_docstring_documents(module_names), corpus_path)
-            summary = create_pretraining_data.run(
-                create_pretraining_data.PretrainingDataConfig(
-                    input_files=(corpus_path,),
-                    output_files=tuple(os.path.join(building, name) for name in names),
-                    vocab_file=vocab_file,
-                    max_seq_length=max_seq_length,
-                    max_predictions_per_seq=max_predictions_per_seq,
-                    random_seed=seed,
-                    dupe_factor=dupe_factor,
-                    num_workers=num_workers,
-                    progress=False,
-                    tokenizer=tokenizer,
-                    spm_model_file=spm_model_file,
-                    do_whole_word_mask=do_whole_word_mask,
-                    masked_lm_prob=masked_lm_prob,
-                    short_seq_prob=short_seq_prob,
-                )
-            )
-            summary["output_files"] = output_files
-            with open(os.path.join(building, "manifest.json"), "w") as writer:
-                json.dump(dict(arguments=arguments, summary=summary), writer, indent=1)
-            if os.path.isdir(final_dir):  # incomplete (no manifest): from an older layout
-                shutil.rmtree(final_dir)
-            os.rename(building, final_dir)
+            build(building)
         finally:
-            if os.path.isdir(building):
-                shutil.rmtree(building, ignore_errors=True)
-    return output_files
+            shutil.rmtree(building, ignore_errors=True)  # gone already when renamed into place

@@ -146,3 +146,41 @@ def test_default_pretraining_data_is_built_once(tmp_path):
     with open(os.path.join(os.path.dirname(other[0]), "manifest.json")) as reader:
         assert json.load(reader)["arguments"]["dupe_factor"] == 2
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
+
+
+def test_default_corpus_vocab_is_built_once_and_never_half_written(tmp_path, monkeypatch):
+    """The learned vocab is built once per arguments and reused; a build killed midway leaves
+    no vocab file behind (a later call builds it whole); a remote folder is refused."""
+    from data_pipelines import build_vocab  # pylint: disable=import-outside-toplevel
+    from data_pipelines import tokenization  # pylint: disable=import-outside-toplevel
+
+    modules = ("json", "textwrap", "heapq", "bisect", "string")
+    learn = build_vocab.build_vocab
+
+    def killed(input_files, output_file, *args, **kwargs):
+        with open(output_file, "w") as writer:
+            writer.write("[PAD]\n")  # half a file, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_vocab, "build_vocab", killed)
+    with pytest.raises(KeyboardInterrupt):
+        corpora.default_corpus_vocab(str(tmp_path), module_names=modules)
+    assert sorted(os.listdir(tmp_path)) == [".lock"]
+    monkeypatch.setattr(build_vocab, "build_vocab", learn)
+    path = corpora.default_corpus_vocab(str(tmp_path), module_names=modules)
+    vocab = tokenization.load_vocab(path)
+    assert {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "json"} <= set(vocab)
+    stamp = os.path.getmtime(path)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a built vocab was rebuilt")
+
+    monkeypatch.setattr(build_vocab, "build_vocab", must_not_run)
+    assert corpora.default_corpus_vocab(str(tmp_path), module_names=modules) == path
+    assert os.path.getmtime(path) == stamp
+    monkeypatch.setattr(build_vocab, "build_vocab", learn)
+    smaller = corpora.default_corpus_vocab(str(tmp_path), vocab_size=200, module_names=modules)
+    assert smaller != path and len(tokenization.load_vocab(smaller)) <= 200
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
+    with pytest.raises(ValueError, match="gs://bucket/cache must be a local folder"):
+        corpora.default_corpus_vocab("gs://bucket/cache")
