@@ -320,6 +320,17 @@ def test_learning_rate_grid_runs_resumes_and_summarises(checkpoint, tmp_path):
         assert row["mean"] == pytest.approx(np.mean(last))
         assert row["best_mean"] == pytest.approx(np.mean(best)) and row["best_mean"] >= row["mean"]
         assert row["last_minus_best"] == pytest.approx(np.mean(last - best))
+        failed = last <= baseline + 1e-9
+        late = np.asarray(cell["grad_norm_steps"]) >= cell["num_train_steps"] // 2
+        for side, chosen in (("failed", failed), ("successful", ~failed)):
+            records = [r for r, keep in zip(cell["records"], chosen) if keep]
+            if not records:
+                assert side not in row["late_training"]
+                continue
+            embeddings = [np.median(np.asarray(r["grad_norms"]["embeddings"])[late])
+                          for r in records]
+            assert row["late_training"][side]["grad_norms"]["embeddings"] == pytest.approx(
+                np.median(embeddings))
     assert rows[1]["failed"] == 2  # lr 3.0: collapsed
     for name in ["failure_rate.png", "last_vs_best.png", "grad_norms_docstring_topics.png"]:
         with open(os.path.join(out_dir, name), "rb") as f:
@@ -363,3 +374,32 @@ def test_failed_runs_against_the_majority_baseline():
     assert row["median"] == pytest.approx(np.median(scores))
     assert row["max"] == pytest.approx(71.1) and row["majority_baseline"] == pytest.approx(52.7)
     assert "| rte | devlin | accuracy | 4 | 59.0 |" in analyze.markdown_table([row])
+
+
+def test_late_training_diagnosis_by_hand():
+    """Mosbach et al.'s diagnosis in numbers: per side (failed / successful), the median over
+    seeds of each seed's median gradient norm over the second half, and the final loss."""
+    def record(score, norms, losses):
+        return {"dev_metrics": {"accuracy": score}, "nonfinite_step": -1,
+                "grad_norms": {"embeddings": norms, "layer_0": norms, "layer_1": norms,
+                               "classifier": [1.0] * len(norms)},
+                "train_loss": losses, "dev_history": {"accuracy": [score]}}
+
+    arm = {"task": "pairs", "arm": "devlin", "primary_metric": "accuracy", "path": "hand-made",
+           "learning_rate": 1e-4,
+           "majority_baseline": {"accuracy": 0.5}, "num_train_steps": 8,
+           "grad_norm_steps": [0, 1, 2, 5, 7],  # the second half is steps 4-7: indices 3, 4
+           "records": [record(0.5, [1.0, 2.0, 3.0, 1e-6, 3e-6], [0.7] * 6),
+                       record(0.75, [1.0, 2.0, 3.0, 2.0, 4.0], [0.7, 0.6, 0.5, 0.4, 0.3, 0.2]),
+                       record(0.8, [1.0, 2.0, 3.0, 5.0, 7.0], [0.1] * 6)]}
+    sides = lr_grid.late_training(arm, last_losses=5)
+    assert sides["failed"]["seeds"] == 1 and sides["successful"]["seeds"] == 2
+    assert sides["failed"]["grad_norms"]["embeddings"] == pytest.approx(2e-6)
+    assert sides["successful"]["grad_norms"]["layer_1"] == pytest.approx((3.0 + 6.0) / 2)
+    assert sides["successful"]["grad_norms"]["classifier"] == 1.0
+    assert sides["failed"]["final_loss"] == pytest.approx(0.7)
+    assert sides["successful"]["final_loss"] == pytest.approx((0.4 + 0.1) / 2)
+    arm["records"] = arm["records"][1:]
+    assert set(lr_grid.late_training(arm)) == {"successful"}  # no failed seeds: no failed side
+    table = lr_grid.markdown_table([lr_grid.grid_row(arm)])
+    assert "| pairs | devlin | 0.0001 | 2 successful | 4.5 | 4.5 | 4.5 | 1 | 0.250 |" in table

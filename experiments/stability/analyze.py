@@ -33,9 +33,14 @@ from data_pipelines import storage
 _TIE_TOLERANCE = 1e-9
 
 
+def failed_mask(scores: Sequence[float], majority_baseline: float) -> np.ndarray:
+    """Per score: at or below the majority-class baseline (same units), i.e. a failed run."""
+    return np.asarray(scores, dtype=float) <= majority_baseline + _TIE_TOLERANCE
+
+
 def failed_runs(scores: Sequence[float], majority_baseline: float) -> int:
     """Number of scores at or below the majority-class baseline (same units)."""
-    return int(sum(score <= majority_baseline + _TIE_TOLERANCE for score in scores))
+    return int(np.sum(failed_mask(scores, majority_baseline)))
 
 
 def load_arms(workdir: str) -> list[dict]:
@@ -142,8 +147,7 @@ def plot_grad_norms(arms: Sequence[dict], path: str) -> None:
         baseline = 100 * arm["majority_baseline"][arm["primary_metric"]]
         steps = arm["grad_norm_steps"]
         failed_count = 0
-        for record, score in zip(arm["records"], scores_of(arm)):
-            failed = score <= baseline + _TIE_TOLERANCE
+        for record, failed in zip(arm["records"], failed_mask(scores_of(arm), baseline)):
             failed_count += failed
             for col, group in enumerate(groups):
                 axes[row, col].plot(steps, record["grad_norms"][group],

@@ -21,8 +21,10 @@ writes to OUT:
                  its exact (Clopper-Pearson) 95% binomial interval failure_ci, mean, std (population),
                  median, min, max (percent), best_mean / best_std (each seed's best evaluation
                  over training: the best checkpoint), last_minus_best (mean over seeds, <= 0),
-                 nonfinite, majority_baseline, num_train_steps.
-  summary.md     the same as a markdown table.
+                 nonfinite, majority_baseline, num_train_steps, and late_training: for the
+                 failed and the successful seeds apart, Mosbach et al.'s diagnosis in numbers
+                 (`late_training`).
+  summary.md     the same as markdown tables (scores; late-training gradient norms).
   failure_rate.png          per task: failure rate against learning rate, one line per arm,
                             with the binomial intervals.
   last_vs_best.png          per task: mean final and mean best dev score against learning rate.
@@ -101,6 +103,32 @@ def failure_interval(failed: int, seeds: int, confidence: float = 0.95) -> tuple
     return float(interval.low), float(interval.high)
 
 
+def late_training(arm: dict, last_losses: int = 5) -> dict:
+    """{"failed": ..., "successful": ...} (a side with no seeds left out), each {seeds,
+    grad_norms: {group: median over the side's seeds of each seed's median gradient norm over
+    the recorded steps of the second half of training}, final_loss: mean over the side's seeds
+    of the mean training loss of the last `last_losses` steps}. Vanishing lower-layer norms
+    in failed runs only are Mosbach et al.'s (2021) diagnosis; a final loss still at the
+    uniform-prediction value (ln C) with healthy norms is a run that has not trained yet."""
+    late = np.asarray(arm["grad_norm_steps"]) >= arm["num_train_steps"] // 2
+    baseline = 100 * arm["majority_baseline"][arm["primary_metric"]]
+    failed = analyze.failed_mask(analyze.scores_of(arm), baseline)
+    sides = {}
+    for side, chosen in (("failed", failed), ("successful", ~failed)):
+        records = [record for record, keep in zip(arm["records"], chosen) if keep]
+        if not records:
+            continue
+        sides[side] = {
+            "seeds": len(records),
+            "grad_norms": {group: float(np.median([
+                np.median(np.asarray(record["grad_norms"][group])[late]) for record in records]))
+                for group in records[0]["grad_norms"]},
+            "final_loss": float(np.mean([np.mean(record["train_loss"][-last_losses:])
+                                         for record in records])),
+        }
+    return sides
+
+
 def grid_row(arm: dict) -> dict:
     """The summary row of one cell (see the module docstring)."""
     base = analyze.summarise(arm)
@@ -116,6 +144,7 @@ def grid_row(arm: dict) -> dict:
         "last_minus_best": float(np.mean(last - best)),
         "nonfinite": base["nonfinite_runs"], "majority_baseline": base["majority_baseline"],
         "metric": base["metric"], "num_train_steps": base["num_train_steps"],
+        "late_training": late_training(arm),
     }
 
 
@@ -131,6 +160,19 @@ def markdown_table(rows: Sequence[dict]) -> str:
             f"{row['failure_rate']:.0%} ({low:.0%}-{high:.0%}) | {row['mean']:.1f} | "
             f"{row['std']:.1f} | {row['min']:.1f} | {row['max']:.1f} | {row['best_mean']:.1f} | "
             f"{row['last_minus_best']:.1f} |")
+    lines += ["", "Late in training (second half; median over seeds of each seed's median "
+              "gradient norm), failed and successful seeds apart:", "",
+              "| task | arm | lr | seeds | embeddings | layer_0 | top layer | classifier | "
+              "final loss |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        for side, late in row["late_training"].items():
+            norms = late["grad_norms"]
+            top = max((g for g in norms if g.startswith("layer_")),
+                      key=lambda g: int(g.split("_")[1]))
+            lines.append(
+                f"| {row['task']} | {row['arm']} | {row['learning_rate']:g} | "
+                f"{late['seeds']} {side} | {norms['embeddings']:.2g} | {norms['layer_0']:.2g} | "
+                f"{norms[top]:.2g} | {norms['classifier']:.2g} | {late['final_loss']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
