@@ -2,8 +2,8 @@
 
 The tree comes from `jax.eval_shape(model.init)`, so nothing is allocated (BERT-large is counted
 in about a second) and the counts are of the code that trains, not of a formula. The closed-form
-formulas (Devlin et al. 2018, section 3) are kept beside them as a cross-check: `count_params` raises if
-the two ever disagree.
+formulas (Devlin et al. 2018, section 3) are kept beside them as a cross-check: `count_params`
+raises if the two ever disagree.
 
 Components (H hidden, F intermediate, V vocab, P positions 512, T segment types 2, L layers):
   word / position / segment embeddings  V*H, P*H, T*H; embedding LayerNorm 2H

@@ -1,6 +1,6 @@
-"""Exact parameter counts: the published figures (Devlin et al. 2018: 110M / 340M), HF transformers' own
-models as an independent oracle (built on torch's meta device: nothing allocated), and the
-`python -m experiments.param_count` command."""
+"""Exact parameter counts: the published figures (Devlin et al. 2018: 110M / 340M), HF
+transformers' own models as an independent oracle (built on torch's meta device: nothing
+allocated), and the `python -m experiments.param_count` command."""
 
 from __future__ import annotations
 

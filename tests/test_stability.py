@@ -3,8 +3,8 @@
 A tiny random-init BERT (2 layers, H=32) with a small vocabulary built from the task's own words
 is saved as an HF checkpoint and fine-tuned on a few docstring-topic paragraphs. Oracles: the
 bias-correction factor sqrt(1 - b2) / (1 - b1) = 0.316 of Adam's first step
-(Kingma & Ba 2015, Algorithm 1), the LLRD factors decay**(L - i), bertjax.reinit.reinit_top_layers itself, numpy
-statistics, and Mosbach et al.'s failure rule.
+(Kingma & Ba 2015, Algorithm 1), the LLRD factors decay**(L - i),
+bertjax.reinit.reinit_top_layers itself, numpy statistics, and Mosbach et al.'s failure rule.
 """
 
 import collections
